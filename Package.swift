@@ -1,0 +1,74 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "whp",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "whp", targets: ["whp"]),
+        .library(name: "WHPCore", targets: ["WHPCore"]),
+        .library(name: "WHPStore", targets: ["WHPStore"]),
+        .library(name: "WHPService", targets: ["WHPService"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // OpenSSL's libcrypto (Debian: libssl-dev). Kept out of the public surface:
+        // only WHPCore imports it, internally.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // The pure domain: ids, dates, draws, chain, config rules, locks, views.
+        .target(
+            name: "WHPCore",
+            dependencies: [
+                "COpenSSL",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        // The durable edge: SQLite through GRDB.
+        .target(
+            name: "WHPStore",
+            dependencies: [
+                "WHPCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The wire protocol: strict JSON, requests, ops, the stdio loop.
+        .target(
+            name: "WHPService",
+            dependencies: [
+                "WHPCore", "WHPStore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "whp",
+            dependencies: [
+                "WHPCore", "WHPStore", "WHPService",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "WHPCoreTests",
+            dependencies: ["WHPCore"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "WHPServiceTests",
+            dependencies: ["WHPCore", "WHPStore", "WHPService"]
+        ),
+        .testTarget(
+            name: "WHPCLITests",
+            dependencies: ["WHPCore", "WHPStore"]
+        ),
+    ]
+)

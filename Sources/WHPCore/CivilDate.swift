@@ -1,0 +1,148 @@
+/// A Gregorian calendar date with no time zone: referral dates, gatekeeper
+/// dates and lock from-dates are all whole days (ALLOCATION.md §8).
+public struct CivilDate: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let year: Int
+    public let month: Int
+    public let day: Int
+
+    /// nil unless the date exists (so 2017-02-29 is refused, 2016-02-29 is not).
+    public init?(year: Int, month: Int, day: Int) {
+        guard (1...9999).contains(year), (1...12).contains(month),
+              day >= 1, day <= CivilDate.daysIn(month: month, year: year) else { return nil }
+        self.year = year; self.month = month; self.day = day
+    }
+
+    /// Parses exactly `YYYY-MM-DD`.
+    public init?(_ text: String) {
+        let u = Array(text.utf8)
+        guard u.count == 10, u[4] == 0x2d, u[7] == 0x2d,
+              let y = CivilDate.digits(u[0..<4]), let m = CivilDate.digits(u[5..<7]),
+              let d = CivilDate.digits(u[8..<10]) else { return nil }
+        self.init(year: y, month: m, day: d)
+    }
+
+    static func digits(_ s: ArraySlice<UInt8>) -> Int? {
+        var n = 0
+        for c in s {
+            guard c >= 0x30, c <= 0x39 else { return nil }
+            n = n * 10 + Int(c - 0x30)
+        }
+        return n
+    }
+
+    public static func isLeap(_ y: Int) -> Bool { (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 }
+
+    public static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: return isLeap(year) ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
+    public var description: String { iso }
+
+    /// `YYYY-MM-DD`.
+    public var iso: String {
+        pad(year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2)
+    }
+
+    /// Days since 1970-01-01 (proleptic Gregorian; Howard Hinnant's civil algorithm).
+    public var dayNumber: Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = (month + 9) % 12
+        let doy = (153 * mp + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146097 + doe - 719468
+    }
+
+    public init?(dayNumber z0: Int) {
+        let z = z0 + 719468
+        let era = (z >= 0 ? z : z - 146096) / 146097
+        let doe = z - era * 146097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        self.init(year: yoe + era * 400 + (m <= 2 ? 1 : 0), month: m, day: d)
+    }
+
+    /// `d + k days`. Traps only past year 9999, which no lock reaches.
+    public func adding(days k: Int) -> CivilDate {
+        CivilDate(dayNumber: dayNumber + k)!
+    }
+
+    /// `add_months(d, k)`: same day of month, clamped to the target month's end
+    /// (2016-02-29 + 24 months = 2018-02-28).
+    public func adding(months k: Int) -> CivilDate {
+        precondition(k >= 0)
+        let total = (year * 12 + (month - 1)) + k
+        let y = total / 12, m = total % 12 + 1
+        return CivilDate(year: y, month: m, day: min(day, CivilDate.daysIn(month: m, year: y)))!
+    }
+
+    /// ISO weekday, Monday = 1 … Sunday = 7.
+    public var isoWeekday: Int {
+        // 1970-01-01 was a Thursday (4).
+        let r = (dayNumber + 3) % 7
+        return (r < 0 ? r + 7 : r) + 1
+    }
+
+    /// ISO 8601 week-year and week number (`2017-W44`).
+    public var isoWeek: (year: Int, week: Int) {
+        let thursday = adding(days: 4 - isoWeekday)
+        let jan1 = CivilDate(year: thursday.year, month: 1, day: 1)!
+        return (thursday.year, (thursday.dayNumber - jan1.dayNumber) / 7 + 1)
+    }
+
+    private static let monthNames = ["January", "February", "March", "April", "May", "June", "July",
+                                     "August", "September", "October", "November", "December"]
+
+    /// `D Month YYYY` (`6 January 2018`), the form dates take in view texts.
+    public var longText: String { "\(day) \(CivilDate.monthNames[month - 1]) \(year)" }
+
+    public static func < (a: CivilDate, b: CivilDate) -> Bool {
+        (a.year, a.month, a.day) < (b.year, b.month, b.day)
+    }
+}
+
+/// A UTC instant to the second: the service clock, `recorded_at`, `WHP_NOW`.
+public struct Instant: Hashable, Comparable, Sendable, CustomStringConvertible {
+    /// Seconds since 1970-01-01T00:00:00Z.
+    public let seconds: Int
+
+    public init(seconds: Int) { self.seconds = seconds }
+
+    /// Parses exactly `YYYY-MM-DDTHH:MM:SSZ`.
+    public init?(_ text: String) {
+        let u = Array(text.utf8)
+        guard u.count == 20, u[10] == 0x54, u[13] == 0x3a, u[16] == 0x3a, u[19] == 0x5a,
+              let date = CivilDate(String(decoding: u[0..<10], as: UTF8.self)),
+              let h = CivilDate.digits(u[11..<13]), let m = CivilDate.digits(u[14..<16]),
+              let s = CivilDate.digits(u[17..<19]), h < 24, m < 60, s < 60 else { return nil }
+        seconds = date.dayNumber * 86400 + h * 3600 + m * 60 + s
+    }
+
+    public var date: CivilDate {
+        let d = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400
+        return CivilDate(dayNumber: d)!
+    }
+
+    public var iso: String {
+        let secOfDay = seconds - date.dayNumber * 86400
+        return date.iso + "T" + pad(secOfDay / 3600, 2) + ":" + pad(secOfDay / 60 % 60, 2) + ":" + pad(secOfDay % 60, 2) + "Z"
+    }
+
+    public var description: String { iso }
+
+    public static func < (a: Instant, b: Instant) -> Bool { a.seconds < b.seconds }
+}
+
+@inline(__always)
+func pad(_ n: Int, _ width: Int) -> String {
+    let s = String(n)
+    return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+}

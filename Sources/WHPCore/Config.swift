@@ -1,0 +1,294 @@
+internal import TOMLKit
+
+/// The three arms, in the canonical order every draw walks them (ALLOCATION.md §4).
+public enum Arm: String, CaseIterable, Sendable, Hashable, Comparable {
+    case whp = "WHP"
+    case psc = "PSC"
+    case rcg = "RCG"
+
+    public static func < (a: Arm, b: Arm) -> Bool {
+        Arm.allCases.firstIndex(of: a)! < Arm.allCases.firstIndex(of: b)!
+    }
+}
+
+public enum AllocationMethod: String, Sendable { case permutedBlock = "permuted_block", simple }
+public enum GatekeeperRule: String, Sendable { case fifo, lottery }
+/// How work-coach views treat RCG (PROTOCOL.md §4). `hidden` is the default.
+public enum FrontlineRCG: String, Sendable { case hidden, dcams }
+
+/// Lock lengths from `[locks]` (PROTOCOL.md §5).
+public struct LockLengths: Sendable, Equatable {
+    public var notSelectedDays: Int
+    public var rcgMonths: Int
+    public var allocatedMonths: Int
+    public init(notSelectedDays: Int = 42, rcgMonths: Int = 24, allocatedMonths: Int = 24) {
+        self.notSelectedDays = notSelectedDays; self.rcgMonths = rcgMonths; self.allocatedMonths = allocatedMonths
+    }
+}
+
+/// Arm weights of one district; arms it does not list weigh 0.
+public struct Weights: Sendable, Equatable {
+    public var whp: Int, psc: Int, rcg: Int
+    public init(whp: Int = 0, psc: Int = 0, rcg: Int = 0) { self.whp = whp; self.psc = psc; self.rcg = rcg }
+    public subscript(arm: Arm) -> Int {
+        switch arm { case .whp: whp; case .psc: psc; case .rcg: rcg }
+    }
+    /// `W`.
+    public var total: Int { whp + psc + rcg }
+}
+
+public struct District: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var psc: Bool
+    public var gatekeeperRule: GatekeeperRule
+    public var weights: Weights
+    public init(id: String, name: String, psc: Bool, gatekeeperRule: GatekeeperRule, weights: Weights) {
+        self.id = id; self.name = name; self.psc = psc; self.gatekeeperRule = gatekeeperRule; self.weights = weights
+    }
+}
+
+/// Everything a deployment decides (CONFIG.md), validated.
+public struct TrialConfig: Sendable, Equatable {
+    public var trialID: String
+    public var method: AllocationMethod
+    public var blockMultipliers: [Int]
+    public var stratifyByGroup: Bool
+    public var frontlineRCG: FrontlineRCG
+    public var groups: [String]
+    public var locks: LockLengths
+    public var districts: [District]
+
+    public init(trialID: String, method: AllocationMethod = .permutedBlock, blockMultipliers: [Int] = [1, 2],
+                stratifyByGroup: Bool = false, frontlineRCG: FrontlineRCG = .hidden, groups: [String],
+                locks: LockLengths = LockLengths(), districts: [District]) {
+        self.trialID = trialID; self.method = method; self.blockMultipliers = blockMultipliers
+        self.stratifyByGroup = stratifyByGroup; self.frontlineRCG = frontlineRCG; self.groups = groups
+        self.locks = locks; self.districts = districts
+    }
+
+    public func district(_ id: String) -> District? { districts.first { $0.id == id } }
+
+    /// σ: the district id, or `district|group` when stratifying by group (ALLOCATION.md §4).
+    public func stratum(district: String, group: String) -> String {
+        stratifyByGroup ? district + "|" + group : district
+    }
+}
+
+/// One file of the config folder, as read from disk: its path relative to
+/// the folder (`/`-separated) and its bytes.
+public struct ConfigFile: Sendable {
+    public var path: String
+    public var bytes: [UInt8]
+    public init(path: String, bytes: [UInt8]) { self.path = path; self.bytes = bytes }
+}
+
+/// A config error names the file, the district (if any) and the key (CONFIG.md, Validation).
+public struct ConfigError: Error, Sendable, CustomStringConvertible, Equatable {
+    public var file: String
+    public var district: String?
+    public var key: String?
+    public var problem: String
+    public init(file: String, district: String? = nil, key: String? = nil, _ problem: String) {
+        self.file = file; self.district = district; self.key = key; self.problem = problem
+    }
+    public var description: String {
+        var s = file
+        if let district { s += ": district \"\(district)\"" }
+        if let key { s += ": key \"\(key)\"" }
+        return s + ": " + problem
+    }
+}
+
+extension TrialConfig {
+    /// ALLOCATION.md §6: the hash over every file of the config folder.
+    public static func hash(of files: [ConfigFile]) -> Bytes32 {
+        let sorted = files.sorted { $0.path.utf8Precedes($1.path) }
+        var w = ByteWriter(capacity: 4096)
+        w.enc("whp/config/v1")
+        w.u32(UInt32(sorted.count))
+        for f in sorted {
+            w.enc(f.path)
+            w.enc(bytes: f.bytes)
+        }
+        return Crypto.sha256(w.bytes)
+    }
+
+    static func idPattern(_ s: String) -> Bool {
+        let u = s.utf8
+        return (1...64).contains(u.count) && u.allSatisfy { (0x61...0x7a).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2d }
+    }
+    static func groupPattern(_ s: String) -> Bool {
+        let u = s.utf8
+        return (1...64).contains(u.count) && u.allSatisfy {
+            (0x61...0x7a).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2d || $0 == 0x5f
+        }
+    }
+
+    /// Parses and validates `trial.toml` and `districts.toml` from the folder's files.
+    /// Other files in the folder (a README, say) are hashed but not read.
+    public static func parse(files: [ConfigFile]) throws(ConfigError) -> TrialConfig {
+        func text(_ name: String) throws(ConfigError) -> String {
+            guard let f = files.first(where: { $0.path == name }) else {
+                throw ConfigError(file: name, "missing: district-config must contain \(name)")
+            }
+            guard let s = String(validating: f.bytes, as: UTF8.self) else {
+                throw ConfigError(file: name, "not valid UTF-8")
+            }
+            return s
+        }
+        let trialText = try text("trial.toml")
+        let districtsText = try text("districts.toml")
+        var config = try parseTrial(trialText)
+        config.districts = try parseDistricts(districtsText, trialFile: "districts.toml")
+        return config
+    }
+
+    private static func table(_ text: String, file: String) throws(ConfigError) -> TOMLTable {
+        do {
+            return try TOMLTable(string: text)
+        } catch let e as TOMLParseError {
+            throw ConfigError(file: file, "TOML syntax error at line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)")
+        } catch {
+            throw ConfigError(file: file, "TOML syntax error: \(error)")
+        }
+    }
+
+    static func parseTrial(_ text: String) throws(ConfigError) -> TrialConfig {
+        let file = "trial.toml"
+        let t = try table(text, file: file)
+        let allowed: Set<String> = ["trial_id", "method", "block_multipliers", "stratify_by_group", "frontline_rcg", "groups", "locks"]
+        for k in t.keys where !allowed.contains(k) {
+            throw ConfigError(file: file, key: k, "unknown key (allowed: \(allowed.sorted().joined(separator: ", ")))")
+        }
+        var r = TOMLReader(table: t, file: file, district: nil, prefix: "")
+        let trialID = try r.string("trial_id")
+        guard idPattern(trialID) else { throw ConfigError(file: file, key: "trial_id", "must match [a-z0-9-]{1,64}, got \"\(trialID)\"") }
+        let methodText = try r.string("method")
+        guard let method = AllocationMethod(rawValue: methodText) else {
+            throw ConfigError(file: file, key: "method", "must be \"permuted_block\" or \"simple\", got \"\(methodText)\"")
+        }
+        let multipliers = try r.intArray("block_multipliers")
+        guard !multipliers.isEmpty else { throw ConfigError(file: file, key: "block_multipliers", "must not be empty") }
+        if let bad = multipliers.first(where: { $0 < 1 || $0 > 1_000 }) {
+            throw ConfigError(file: file, key: "block_multipliers", "each multiplier must be from 1 to 1000, got \(bad)")
+        }
+        let stratify = try r.bool("stratify_by_group")
+        let policyText = try r.string("frontline_rcg")
+        guard let policy = FrontlineRCG(rawValue: policyText) else {
+            throw ConfigError(file: file, key: "frontline_rcg", "must be \"hidden\" or \"dcams\", got \"\(policyText)\"")
+        }
+        let groups = try r.stringArray("groups")
+        guard !groups.isEmpty else { throw ConfigError(file: file, key: "groups", "must list at least one group") }
+        for g in groups where !groupPattern(g) {
+            throw ConfigError(file: file, key: "groups", "group \"\(g)\" must match [a-z0-9_-]{1,64}")
+        }
+        if Set(groups).count != groups.count { throw ConfigError(file: file, key: "groups", "a group is listed twice") }
+        guard let lockTable = t["locks"]?.table else { throw ConfigError(file: file, key: "locks", "missing table [locks]") }
+        let lockKeys: Set<String> = ["not_selected_days", "rcg_months", "allocated_months"]
+        for k in lockTable.keys where !lockKeys.contains(k) {
+            throw ConfigError(file: file, key: "locks." + k, "unknown key (allowed: \(lockKeys.sorted().joined(separator: ", ")))")
+        }
+        var lr = TOMLReader(table: lockTable, file: file, district: nil, prefix: "locks.")
+        let locks = LockLengths(notSelectedDays: try lr.int("not_selected_days"), rcgMonths: try lr.int("rcg_months"),
+                                allocatedMonths: try lr.int("allocated_months"))
+        for (k, v) in [("not_selected_days", locks.notSelectedDays), ("rcg_months", locks.rcgMonths), ("allocated_months", locks.allocatedMonths)]
+        where v < 1 || v > 1200 {
+            throw ConfigError(file: file, key: "locks." + k, "a lock must be from 1 to 1200, got \(v)")
+        }
+        return TrialConfig(trialID: trialID, method: method, blockMultipliers: multipliers, stratifyByGroup: stratify,
+                           frontlineRCG: policy, groups: groups, locks: locks, districts: [])
+    }
+
+    static func parseDistricts(_ text: String, trialFile file: String) throws(ConfigError) -> [District] {
+        let t = try table(text, file: file)
+        for k in t.keys where k != "district" {
+            throw ConfigError(file: file, key: k, "unknown key (only [[district]] tables are allowed)")
+        }
+        guard let list = t["district"]?.array else { throw ConfigError(file: file, key: "district", "no [[district]] tables") }
+        var out: [District] = []
+        var seen: Set<String> = []
+        for (n, item) in list.enumerated() {
+            guard let dt = item.table else { throw ConfigError(file: file, key: "district", "entry \(n + 1) is not a table") }
+            let label = dt["id"]?.string ?? "#\(n + 1)"
+            let allowed: Set<String> = ["id", "name", "psc", "gatekeeper_rule", "weights"]
+            for k in dt.keys where !allowed.contains(k) {
+                throw ConfigError(file: file, district: label, key: k, "unknown key (allowed: \(allowed.sorted().joined(separator: ", ")))")
+            }
+            var r = TOMLReader(table: dt, file: file, district: label, prefix: "")
+            let id = try r.string("id")
+            guard idPattern(id) else { throw ConfigError(file: file, district: label, key: "id", "must match [a-z0-9-]{1,64}") }
+            guard seen.insert(id).inserted else { throw ConfigError(file: file, district: id, key: "id", "duplicate district id") }
+            let name = try r.string("name")
+            let psc = try r.bool("psc")
+            let ruleText = try r.string("gatekeeper_rule")
+            guard let rule = GatekeeperRule(rawValue: ruleText) else {
+                throw ConfigError(file: file, district: id, key: "gatekeeper_rule", "must be \"fifo\" or \"lottery\", got \"\(ruleText)\"")
+            }
+            guard let wt = dt["weights"]?.table else { throw ConfigError(file: file, district: id, key: "weights", "missing (a table such as { WHP = 1, RCG = 1 })") }
+            var weights = Weights()
+            for k in wt.keys {
+                guard let arm = Arm(rawValue: k) else {
+                    throw ConfigError(file: file, district: id, key: "weights." + k, "unknown arm (arms are WHP, PSC, RCG)")
+                }
+                guard let v = wt[k]?.int else { throw ConfigError(file: file, district: id, key: "weights." + k, "must be an integer") }
+                guard v >= 0 else { throw ConfigError(file: file, district: id, key: "weights." + k, "a weight must not be negative, got \(v)") }
+                guard v <= 1_000 else { throw ConfigError(file: file, district: id, key: "weights." + k, "a weight must be at most 1000, got \(v)") }
+                switch arm { case .whp: weights.whp = v; case .psc: weights.psc = v; case .rcg: weights.rcg = v }
+            }
+            if weights.psc > 0 && !psc {
+                throw ConfigError(file: file, district: id, key: "weights.PSC", "PSC weight is \(weights.psc) but psc = false: PSC runs only in the PSC districts")
+            }
+            guard weights.total > 0 else { throw ConfigError(file: file, district: id, key: "weights", "all weights are 0: no arm can be drawn") }
+            out.append(District(id: id, name: name, psc: psc, gatekeeperRule: rule, weights: weights))
+        }
+        return out
+    }
+}
+
+/// Typed reads from a TOML table that fail with the file, district and key named.
+private struct TOMLReader {
+    let table: TOMLTable
+    let file: String
+    let district: String?
+    let prefix: String
+
+    func fail(_ key: String, _ problem: String) -> ConfigError {
+        ConfigError(file: file, district: district, key: prefix + key, problem)
+    }
+    func value(_ key: String) throws(ConfigError) -> any TOMLValueConvertible {
+        guard let v = table[key] else { throw fail(key, "missing required key") }
+        return v
+    }
+    func string(_ key: String) throws(ConfigError) -> String {
+        guard let s = try value(key).string else { throw fail(key, "must be a string") }
+        return s
+    }
+    func int(_ key: String) throws(ConfigError) -> Int {
+        let v = try value(key)
+        guard v.type == .int, let i = v.int else { throw fail(key, "must be an integer") }
+        return i
+    }
+    func bool(_ key: String) throws(ConfigError) -> Bool {
+        guard let b = try value(key).bool else { throw fail(key, "must be true or false") }
+        return b
+    }
+    func intArray(_ key: String) throws(ConfigError) -> [Int] {
+        guard let a = try value(key).array else { throw fail(key, "must be an array of integers") }
+        var out: [Int] = []
+        for e in a {
+            guard e.type == .int, let i = e.int else { throw fail(key, "must be an array of integers") }
+            out.append(i)
+        }
+        return out
+    }
+    func stringArray(_ key: String) throws(ConfigError) -> [String] {
+        guard let a = try value(key).array else { throw fail(key, "must be an array of strings") }
+        var out: [String] = []
+        for e in a {
+            guard let s = e.string else { throw fail(key, "must be an array of strings") }
+            out.append(s)
+        }
+        return out
+    }
+}

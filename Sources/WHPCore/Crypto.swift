@@ -1,0 +1,195 @@
+internal import COpenSSL
+
+/// A 32-byte value: a SHA-256 digest, an HMAC output or a key.
+///
+/// Kept as a fixed-size value type so hashes and keys never travel as
+/// arbitrary-length arrays by mistake (ALLOCATION.md fixes every key at 32 bytes).
+public struct Bytes32: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public var bytes: [UInt8]
+
+    public init?(_ bytes: [UInt8]) {
+        guard bytes.count == 32 else { return nil }
+        self.bytes = bytes
+    }
+
+    /// Parses exactly 64 lower- or upper-case hex digits.
+    public init?(hex: String) {
+        guard let b = Hex.decode(hex), b.count == 32 else { return nil }
+        self.bytes = b
+    }
+
+    public var hex: String { Hex.encode(bytes) }
+    public var description: String { hex }
+
+    /// Byte order (unsigned, lexicographic): the order of gatekeeper lottery keys.
+    public static func < (a: Bytes32, b: Bytes32) -> Bool {
+        a.bytes.lexicographicallyPrecedes(b.bytes)
+    }
+}
+
+/// SHA-256, HMAC-SHA256 and random bytes from the system's libcrypto, as the
+/// allocation spec requires (ALLOCATION.md, "All hashing ... come from the system OpenSSL").
+public enum Crypto {
+    public static func sha256(_ data: [UInt8]) -> Bytes32 {
+        var out = [UInt8](repeating: 0, count: 32)
+        let ok = data.withUnsafeBufferPointer { d in
+            out.withUnsafeMutableBufferPointer { o in
+                whp_sha256(d.baseAddress, d.count, o.baseAddress)
+            }
+        }
+        precondition(ok == 1, "libcrypto SHA-256 failed")
+        return Bytes32(out)!
+    }
+
+    public static func hmac(key: Bytes32, _ data: [UInt8]) -> Bytes32 {
+        var out = [UInt8](repeating: 0, count: 32)
+        let ok = key.bytes.withUnsafeBufferPointer { k in
+            data.withUnsafeBufferPointer { d in
+                out.withUnsafeMutableBufferPointer { o in
+                    whp_hmac_sha256(k.baseAddress, k.count, d.baseAddress, d.count, o.baseAddress)
+                }
+            }
+        }
+        precondition(ok == 1, "libcrypto HMAC-SHA256 failed")
+        return Bytes32(out)!
+    }
+
+    /// 32 bytes from `RAND_bytes`; nil only if the generator is not seeded,
+    /// in which case no key may be made at all.
+    public static func randomKey() -> Bytes32? {
+        var out = [UInt8](repeating: 0, count: 32)
+        let ok = out.withUnsafeMutableBufferPointer { whp_rand_bytes($0.baseAddress, 32) }
+        return ok == 1 ? Bytes32(out) : nil
+    }
+}
+
+/// Incremental SHA-256, for files whose bytes should not all sit in memory
+/// (exports, bundles).
+public final class SHA256Stream {
+    private var ctx: OpaquePointer?
+
+    public init() {
+        ctx = whp_sha256_new()
+        precondition(ctx != nil, "libcrypto SHA-256 init failed")
+    }
+
+    deinit { if let ctx { whp_sha256_free(ctx) } }
+
+    public func update(_ data: some ContiguousBytes) {
+        data.withUnsafeBytes { p in
+            _ = whp_sha256_update(ctx, p.baseAddress?.assumingMemoryBound(to: UInt8.self), p.count)
+        }
+    }
+
+    public func finish() -> Bytes32 {
+        var out = [UInt8](repeating: 0, count: 32)
+        let ok = out.withUnsafeMutableBufferPointer { whp_sha256_final(ctx, $0.baseAddress) }
+        ctx = nil
+        precondition(ok == 1, "libcrypto SHA-256 final failed")
+        return Bytes32(out)!
+    }
+}
+
+/// Anything that exposes contiguous bytes (Array, ArraySlice, UnsafeRawBufferPointer).
+public protocol ContiguousBytes {
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
+}
+extension Array: ContiguousBytes where Element == UInt8 {}
+extension ArraySlice: ContiguousBytes where Element == UInt8 {}
+
+public enum Hex {
+    private static let digits = Array("0123456789abcdef".utf8)
+
+    public static func encode(_ bytes: [UInt8]) -> String {
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0x0f)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Lower-case hex only when `strict`; the spec's files and payloads are lower-case.
+    public static func decode(_ s: String, lowercaseOnly: Bool = false) -> [UInt8]? {
+        let u = Array(s.utf8)
+        guard u.count % 2 == 0 else { return nil }
+        var out = [UInt8]()
+        out.reserveCapacity(u.count / 2)
+        var i = 0
+        while i < u.count {
+            guard let hi = nibble(u[i], lowercaseOnly), let lo = nibble(u[i + 1], lowercaseOnly) else { return nil }
+            out.append(hi << 4 | lo)
+            i += 2
+        }
+        return out
+    }
+
+    private static func nibble(_ c: UInt8, _ lowerOnly: Bool) -> UInt8? {
+        switch c {
+        case 0x30...0x39: return c - 0x30
+        case 0x61...0x66: return c - 0x61 + 10
+        case 0x41...0x46: return lowerOnly ? nil : c - 0x41 + 10
+        default: return nil
+        }
+    }
+
+    /// True for exactly `count` lower-case hex digits.
+    public static func isLowerHex(_ s: String, count: Int) -> Bool {
+        let u = s.utf8
+        return u.count == count && u.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+}
+
+/// The spec's byte encodings: `enc`, `u32`, `u64` (ALLOCATION.md, Notation).
+public struct ByteWriter {
+    public var bytes: [UInt8]
+
+    public init(capacity: Int = 128) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+    }
+
+    public mutating func u32(_ n: UInt32) {
+        bytes.append(UInt8(truncatingIfNeeded: n >> 24))
+        bytes.append(UInt8(truncatingIfNeeded: n >> 16))
+        bytes.append(UInt8(truncatingIfNeeded: n >> 8))
+        bytes.append(UInt8(truncatingIfNeeded: n))
+    }
+
+    public mutating func u64(_ n: UInt64) {
+        for shift in stride(from: 56, through: 0, by: -8) {
+            bytes.append(UInt8(truncatingIfNeeded: n >> UInt64(shift)))
+        }
+    }
+
+    /// `enc(s)`: u32 length then the UTF-8 bytes.
+    public mutating func enc(_ s: String) {
+        var s = s
+        s.withUTF8 { u in
+            u32(UInt32(u.count))
+            bytes.append(contentsOf: u)
+        }
+    }
+
+    public mutating func enc(bytes raw: [UInt8]) {
+        u32(UInt32(raw.count))
+        bytes.append(contentsOf: raw)
+    }
+
+    public mutating func raw(_ b: [UInt8]) { bytes.append(contentsOf: b) }
+
+    public static func enc(_ s: String) -> [UInt8] {
+        var w = ByteWriter(capacity: s.utf8.count + 4)
+        w.enc(s)
+        return w.bytes
+    }
+}
+
+extension String {
+    /// Compare by UTF-8 bytes, unsigned, a proper prefix first: the spec's
+    /// order for payload keys and config paths (Swift's `<` is not that order).
+    public func utf8Precedes(_ other: String) -> Bool {
+        self.utf8.lexicographicallyPrecedes(other.utf8)
+    }
+}

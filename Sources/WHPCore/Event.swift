@@ -1,0 +1,85 @@
+/// The event types of PROTOCOL.md §6.
+public enum EventType: String, Sendable, CaseIterable {
+    case trialStarted = "trial_started"
+    case referred
+    case cancelled
+    case gatekeeperDecision = "gatekeeper_decision"
+    case allocated
+    case disclosed
+    case optedOut = "opted_out"
+    case flaggedInError = "flagged_in_error"
+    case exportMade = "export_made"
+}
+
+/// One entry of the log: `n`, its type and its flat string payload (ALLOCATION.md §7).
+public struct Event: Sendable, Equatable {
+    public var seq: Int
+    public var type: String
+    public var payload: [String: String]
+
+    public init(seq: Int, type: String, payload: [String: String]) {
+        self.seq = seq; self.type = type; self.payload = payload
+    }
+
+    public init(seq: Int, type: EventType, payload: [String: String]) {
+        self.init(seq: seq, type: type.rawValue, payload: payload)
+    }
+
+    public var eventType: EventType? { EventType(rawValue: type) }
+
+    public subscript(key: String) -> String? { payload[key] }
+
+    /// Payload keys in the spec's order: by UTF-8 bytes.
+    public var sortedKeys: [String] { payload.keys.sorted { $0.utf8Precedes($1) } }
+
+    /// `E_n`, the bytes that are hashed into the chain.
+    public var encoded: [UInt8] {
+        var w = ByteWriter(capacity: 64 + payload.count * 48)
+        w.enc("whp/event/v1")
+        w.u64(UInt64(seq))
+        w.enc(type)
+        w.u32(UInt32(payload.count))
+        for k in sortedKeys {
+            w.enc(k)
+            w.enc(payload[k]!)
+        }
+        return w.bytes
+    }
+}
+
+/// The hash chain of ALLOCATION.md §7.
+public enum Chain {
+    /// `h_n = H(h_{n−1} ‖ E_n)`.
+    public static func next(previous: Bytes32, event: Event) -> Bytes32 {
+        var bytes = previous.bytes
+        bytes.append(contentsOf: event.encoded)
+        return Crypto.sha256(bytes)
+    }
+}
+
+/// The newest event's position: what a writer appends after and a checkpoint records.
+public struct ChainHead: Sendable, Equatable {
+    public var seq: Int
+    public var hash: Bytes32
+    public var recordedAt: Instant?
+    public init(seq: Int, hash: Bytes32, recordedAt: Instant? = nil) {
+        self.seq = seq; self.hash = hash; self.recordedAt = recordedAt
+    }
+}
+
+extension TrialConfig {
+    /// The payload of `trial_started` (PROTOCOL.md §6), fixing the trial's method and policy.
+    public func trialStartedPayload(commitment: Bytes32, configHash: Bytes32, recordedAt: Instant) -> [String: String] {
+        [
+            "algorithm": "whp/v1",
+            "trial_id": trialID,
+            "commitment": commitment.hex,
+            "config_hash": configHash.hex,
+            "method": method.rawValue,
+            "block_multipliers": blockMultipliers.map(String.init).joined(separator: ","),
+            "stratify_by_group": stratifyByGroup ? "true" : "false",
+            "frontline_rcg": frontlineRCG.rawValue,
+            "recorded_at": recordedAt.iso,
+        ]
+    }
+}

@@ -1,0 +1,230 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+import WHPCore
+import WHPStore
+
+/// The clock, injected so a session can be replayed (`WHP_NOW`) and tests can
+/// move time; nothing inside the service reads the system time itself.
+public protocol ServiceClock: Sendable {
+    func now() -> Instant
+}
+
+public struct SystemClock: ServiceClock {
+    public init() {}
+    public func now() -> Instant {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Instant(seconds: Int(ts.tv_sec))
+    }
+}
+
+public struct FixedClock: ServiceClock {
+    public let instant: Instant
+    public init(_ instant: Instant) { self.instant = instant }
+    public func now() -> Instant { instant }
+}
+
+/// Splits a byte stream into protocol lines (PROTOCOL.md §1): a line ends at
+/// `\n`, loses one trailing `\r`, and is too large past 65,536 bytes, in which
+/// case it is skipped to its end without being held in memory.
+public struct LineFramer {
+    public enum Item: Equatable {
+        case line(ArraySlice<UInt8>)
+        case tooLarge(Int)
+    }
+
+    private var buffer: [UInt8] = []
+    private var start = 0
+    /// Bytes of an over-long line dropped so far (nil when not discarding).
+    private var discarding: Int?
+    let limit: Int
+
+    public init(limit: Int = RequestDecoder.maxLineBytes) { self.limit = limit }
+
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) { buffer.append(contentsOf: bytes) }
+    public mutating func append(_ bytes: [UInt8]) { buffer.append(contentsOf: bytes) }
+
+    /// Every complete line now in the buffer; at EOF also the unterminated rest.
+    public mutating func drain(atEOF: Bool = false) -> [Item] {
+        var items: [Item] = []
+        while start < buffer.count {
+            let nl = buffer[start...].firstIndex(of: 0x0a)
+            if var n = discarding {
+                if let nl {
+                    n += nl - start
+                    items.append(.tooLarge(n))
+                    discarding = nil
+                    start = nl + 1
+                    continue
+                }
+                discarding = n + (buffer.count - start)
+                start = buffer.count
+                break
+            }
+            guard let end = nl ?? (atEOF ? buffer.count : nil) else {
+                // No newline yet: keep waiting unless the line is already too long.
+                if buffer.count - start > limit + 1 {
+                    discarding = buffer.count - start
+                    start = buffer.count
+                }
+                break
+            }
+            var stop = end
+            if stop > start && buffer[stop - 1] == 0x0d { stop -= 1 }
+            if stop - start > limit {
+                items.append(.tooLarge(stop - start))
+            } else if stop > start {
+                items.append(.line(buffer[start..<stop]))
+            }
+            start = min(end + 1, buffer.count)
+        }
+        if atEOF, let n = discarding {
+            items.append(.tooLarge(n))
+            discarding = nil
+        }
+        return items
+    }
+
+    /// Drops consumed bytes; call after the drained lines have been used.
+    public mutating func compact() {
+        if start >= buffer.count {
+            buffer.removeAll(keepingCapacity: buffer.capacity <= 4 << 20)
+        } else if start > 0 {
+            buffer.removeSubrange(0..<start)
+        }
+        start = 0
+    }
+}
+
+/// Encodes answers as response lines (PROTOCOL.md §2).
+public enum ResponseWriter {
+    public static func append(id: String?, _ answer: Answer, to w: inout JSONWriter) {
+        w.beginObject()
+        w.key("id")
+        if let id { w.string(id) } else { w.null() }
+        switch answer {
+        case .ok(let result):
+            w.key("ok"); w.bool(true)
+            w.key("result"); w.value(result)
+        case .error(let e):
+            w.key("ok"); w.bool(false)
+            w.key("error")
+            w.beginObject()
+            w.key("code"); w.string(e.code.wireName)
+            w.key("message"); w.string(e.message)
+            if let f = e.field { w.key("field"); w.string(f) }
+            if let d = e.detail { w.key("detail"); w.string(d) }
+            w.endObject()
+        }
+        w.endObject()
+        w.newline()
+    }
+}
+
+/// `whp serve`: reads requests from a file descriptor, answers each on
+/// another, committing every group of pipelined requests in one transaction
+/// and answering only after the commit (PROTOCOL.md §1).
+public final class Server {
+    let engine: Engine
+    let decoder: RequestDecoder
+    let store: Store
+    let clock: any ServiceClock
+    let logger: Logger
+    let input: Int32
+    let output: Int32
+    /// Most requests committed together; bounds a group's memory and latency.
+    public var maxGroup = 8192
+
+    public init(engine: Engine, store: Store, clock: any ServiceClock, logger: Logger, input: Int32 = 0, output: Int32 = 1) {
+        self.engine = engine
+        self.decoder = RequestDecoder(config: engine.config)
+        self.store = store
+        self.clock = clock
+        self.logger = logger
+        self.input = input
+        self.output = output
+    }
+
+    /// Serves until EOF. Returns normally at EOF; throws only if the output is gone.
+    public func run() throws {
+        var framer = LineFramer()
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var served = 0
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                logger.error("cannot read requests: \(String(cString: strerror(errno)))")
+                throw StoreError("input error")
+            }
+            let eof = n == 0
+            if n > 0 { chunk.withUnsafeBytes { framer.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
+            let items = framer.drain(atEOF: eof)
+            var offset = 0
+            while offset < items.count {
+                let group = items[offset..<min(offset + maxGroup, items.count)]
+                try answer(Array(group))
+                offset += group.count
+            }
+            served += items.count
+            framer.compact()
+            if eof { break }
+        }
+        logger.info("end of input after \(served) requests")
+    }
+
+    /// Decodes, executes and commits one group, then writes its answers.
+    func answer(_ items: [LineFramer.Item]) throws {
+        guard !items.isEmpty else { return }
+        let now = clock.now()
+        let today = now.date
+        var decoded: [Result<Request, RejectedRequest>] = []
+        decoded.reserveCapacity(items.count)
+        for item in items {
+            switch item {
+            case .tooLarge(let n):
+                decoded.append(.failure(RejectedRequest(id: nil, error: ProtocolError(.tooLarge, detail: "the line has \(n) bytes"))))
+            case .line(let bytes):
+                decoded.append(decoder.decode(bytes, today: today))
+            }
+        }
+        var answers = [Answer?](repeating: nil, count: items.count)
+        if decoded.contains(where: { if case .success = $0 { true } else { false } }) {
+            do {
+                try store.write { tx in
+                    for (i, d) in decoded.enumerated() {
+                        if case .success(let r) = d { answers[i] = try engine.execute(r, &tx, now: now) }
+                    }
+                }
+            } catch {
+                logger.error("commit failed, \(decoded.count) requests answered internal: \(error)")
+                for i in answers.indices { answers[i] = .error(ProtocolError(.internal)) }
+            }
+        }
+        var w = JSONWriter(capacity: items.count * 160)
+        for (i, d) in decoded.enumerated() {
+            switch d {
+            case .success(let r): ResponseWriter.append(id: r.id, answers[i] ?? .error(ProtocolError(.internal)), to: &w)
+            case .failure(let rej): ResponseWriter.append(id: rej.id, .error(rej.error), to: &w)
+            }
+        }
+        try writeAll(w.bytes)
+    }
+
+    private func writeAll(_ bytes: [UInt8]) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes[off...].withUnsafeBytes { write(output, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                logger.error("cannot write responses: \(String(cString: strerror(errno)))")
+                throw StoreError("output closed")
+            }
+            off += n
+        }
+    }
+}

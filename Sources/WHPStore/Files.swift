@@ -1,0 +1,154 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import WHPCore
+
+/// A failure at the file-system edge. Each case says what to do about it.
+public struct FileError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// The trial's key files (`seed.hex`, `pseudonym.key`, `evaluation.key`): 64
+/// lower-case hex digits and a newline, mode 0600 (ALLOCATION.md §1, CLI.md `init`).
+public enum KeyFile {
+    /// Reads a key, refusing a file that group or others may read: a key that
+    /// leaked through permissions can no longer keep the allocation secret.
+    public static func read(_ path: String) throws(FileError) -> Bytes32 {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw FileError("\(path): cannot read key file (\(errnoText()))") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw FileError("\(path): not a regular file") }
+        if st.st_mode & 0o077 != 0 {
+            throw FileError("\(path): key file is readable or writable by group or others (mode \(String(st.st_mode & 0o777, radix: 8))); run: chmod 600 \(path)")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else { throw FileError("\(path): cannot read key file") }
+        var text = String(decoding: data, as: UTF8.self)
+        if text.hasSuffix("\n") { text.removeLast() }
+        guard Hex.isLowerHex(text, count: 64), let key = Bytes32(hex: text) else {
+            throw FileError("\(path): a key file must hold 64 lower-case hex digits and a newline")
+        }
+        return key
+    }
+
+    /// Writes a new key file with mode 0600; never replaces an existing file.
+    public static func create(_ path: String, key: Bytes32) throws(FileError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard fd >= 0 else { throw FileError("\(path): cannot create key file (\(errnoText()))") }
+        defer { close(fd) }
+        let bytes = Array((key.hex + "\n").utf8)
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard n == bytes.count, fsync(fd) == 0 else { throw FileError("\(path): cannot write key file (\(errnoText()))") }
+    }
+
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+}
+
+/// Reads `district-config/` as ALLOCATION.md §6 hashes it: every regular file,
+/// hidden ones included, relative `/`-paths; a symbolic link is an error.
+public enum ConfigFolder {
+    public static func read(_ dir: String) throws(FileError) -> [ConfigFile] {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw FileError("\(dir): config folder not found (use --config DIR)")
+        }
+        var out: [ConfigFile] = []
+        try walk(dir, relative: "", into: &out)
+        return out
+    }
+
+    private static func walk(_ dir: String, relative: String, into out: inout [ConfigFile]) throws(FileError) {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: dir) } catch {
+            throw FileError("\(dir): cannot list config folder")
+        }
+        for name in names {
+            let full = dir + "/" + name
+            let rel = relative.isEmpty ? name : relative + "/" + name
+            var st = stat()
+            guard lstat(full, &st) == 0 else { throw FileError("\(full): cannot stat (\(errnoText()))") }
+            switch st.st_mode & S_IFMT {
+            case S_IFLNK: throw FileError("\(full): a symbolic link in the config folder is not allowed (its target would escape the config hash)")
+            case S_IFDIR: try walk(full, relative: rel, into: &out)
+            case S_IFREG:
+                guard let data = FileManager.default.contents(atPath: full) else { throw FileError("\(full): cannot read") }
+                out.append(ConfigFile(path: rel, bytes: [UInt8](data)))
+            default: throw FileError("\(full): not a regular file")
+            }
+        }
+    }
+
+    /// Reads, parses and hashes the folder in one step.
+    public static func load(_ dir: String) throws(FileError) -> (TrialConfig, Bytes32) {
+        let files = try read(dir)
+        do {
+            return (try TrialConfig.parse(files: files), TrialConfig.hash(of: files))
+        } catch {
+            throw FileError("\(dir)/\(error.description)")
+        }
+    }
+}
+
+/// `SEEDS/<trial_id>.commitment.json`: the public commitment to the seed.
+public struct CommitmentFile: Equatable, Sendable {
+    public var trialID: String
+    public var commitment: String
+    public var configHash: String
+    public var created: String
+
+    public init(trialID: String, commitment: String, configHash: String, created: String) {
+        self.trialID = trialID; self.commitment = commitment; self.configHash = configHash; self.created = created
+    }
+
+    public static func path(seedsDir: String, trialID: String) -> String { seedsDir + "/" + trialID + ".commitment.json" }
+
+    public var json: String {
+        "{\n  \"trial_id\": \"\(trialID)\",\n  \"commitment\": \"\(commitment)\",\n  \"config_hash\": \"\(configHash)\",\n  \"created\": \"\(created)\"\n}\n"
+    }
+
+    public static func read(_ path: String) throws(FileError) -> CommitmentFile {
+        guard let data = FileManager.default.contents(atPath: path) else { throw FileError("\(path): commitment file not found") }
+        guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let t = obj["trial_id"] as? String, let c = obj["commitment"] as? String,
+              let h = obj["config_hash"] as? String else {
+            throw FileError("\(path): not a commitment file ({trial_id, commitment, config_hash, created})")
+        }
+        return CommitmentFile(trialID: t, commitment: c, configHash: h, created: obj["created"] as? String ?? "")
+    }
+
+    /// Writes the file durably; an existing file is kept only if it commits to
+    /// the same seed and config (a published commitment must never change).
+    public func write(_ path: String) throws(FileError) {
+        if FileManager.default.fileExists(atPath: path) {
+            let old = try CommitmentFile.read(path)
+            guard old.trialID == trialID, old.commitment == commitment, old.configHash == configHash else {
+                throw FileError("\(path) already commits trial \(old.trialID) to another seed or config; a published commitment is never replaced (use --seeds DIR or another trial_id)")
+            }
+            return
+        }
+        let dir = (path as NSString).deletingLastPathComponent
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try writeDurably(path, Array(json.utf8))
+    }
+}
+
+/// Writes a whole file and fsyncs it.
+public func writeDurably(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws(FileError) {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode)
+    guard fd >= 0 else { throw FileError("\(path): cannot create (\(errnoText()))") }
+    defer { close(fd) }
+    var off = 0
+    while off < bytes.count {
+        let n = bytes[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { throw FileError("\(path): write failed (\(errnoText()))") }
+        off += n
+    }
+    guard fsync(fd) == 0 else { throw FileError("\(path): fsync failed (\(errnoText()))") }
+}
+
+func errnoText() -> String { String(cString: strerror(errno)) }

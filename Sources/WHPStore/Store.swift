@@ -1,0 +1,391 @@
+import Foundation
+import GRDB
+import Logging
+import WHPCore
+
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// The trial's durable state: SQLite through GRDB in WAL mode with
+/// `synchronous = FULL`, so a commit that returned survives a crash or power cut.
+///
+/// All writes go through `write`, one `BEGIN IMMEDIATE` transaction per group of
+/// requests: the chain head is read inside the write lock, so several processes
+/// on one file serialise and never fork the chain (PROTOCOL.md §1).
+public final class Store: @unchecked Sendable {
+    let queue: DatabaseQueue
+    public let path: String
+
+    private init(queue: DatabaseQueue, path: String) {
+        self.queue = queue
+        self.path = path
+    }
+
+    static func configuration(readonly: Bool = false) -> Configuration {
+        var c = Configuration()
+        c.journalMode = .wal
+        c.busyMode = .timeout(60)
+        c.readonly = readonly
+        c.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        return c
+    }
+
+    /// Opens an existing store. Fails with a clear message if there is none.
+    public static func open(path: String, readonly: Bool = false) throws -> Store {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StoreError("no store at \(path): run `whp init` first (or pass --data DIR)")
+        }
+        let q = try DatabaseQueue(path: path, configuration: configuration(readonly: readonly))
+        let store = Store(queue: q, path: path)
+        guard try store.head() != nil else {
+            throw StoreError("the store at \(path) has no trial_started event: it was not initialised by `whp init`")
+        }
+        return store
+    }
+
+    /// Creates a new store file with the schema and no events.
+    public static func create(path: String) throws -> Store {
+        let q = try DatabaseQueue(path: path, configuration: configuration())
+        try q.write { db in try Schema.create(db) }
+        return Store(queue: q, path: path)
+    }
+
+    /// A throw-away store in memory: `verify` replays the log into one to
+    /// rebuild the derived tables.
+    public static func scratch() throws -> Store {
+        var c = Configuration()
+        c.prepareDatabase { db in try db.execute(sql: "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF") }
+        let q = try DatabaseQueue(configuration: c)
+        try q.write { db in try Schema.create(db) }
+        return Store(queue: q, path: ":memory:")
+    }
+
+    /// One write transaction (`BEGIN IMMEDIATE`). `body` reads state and appends
+    /// events; they are committed together, or, if anything throws, not at all.
+    public func write<T>(_ body: (inout StoreTransaction) throws -> T) throws -> T {
+        var result: T?
+        try queue.inTransaction(.immediate) { db in
+            var tx = try StoreTransaction(db: db)
+            result = try body(&tx)
+            return .commit
+        }
+        return result!
+    }
+
+    /// A consistent read of the state (no events are appended).
+    public func read<T>(_ body: (StoreTransaction) throws -> T) throws -> T {
+        try queue.read { db in try body(StoreTransaction(db: db)) }
+    }
+
+    public func head() throws -> ChainHead? {
+        try queue.read { db in try StoreTransaction.readHead(db) }
+    }
+
+    /// Streams the log in `seq` order without holding it in memory.
+    public func forEachEvent(_ body: (StoredEvent) throws -> Void) throws {
+        try queue.read { db in
+            let rows = try Row.fetchCursor(db, sql: "SELECT seq, type, payload, hash FROM events ORDER BY seq")
+            while let row = try rows.next() {
+                try body(StoredEvent(seq: row[0], type: row[1], payloadText: row[2], hash: row[3]))
+            }
+        }
+    }
+
+    /// Runs raw SQL; for tests that tamper with a store the way an insider would.
+    public func unsafeExecute(_ sql: String) throws {
+        try queue.writeWithoutTransaction { db in try db.execute(sql: sql) }
+    }
+
+    /// Rows of a derived table that differ between this store and `other`,
+    /// as the smallest `last_seq` involved (nil if the tables are equal).
+    func firstDifference(in table: String, against other: Store) throws -> (seq: Int?, rows: Int)? {
+        try queue.writeWithoutTransaction { db in
+            try db.execute(sql: "ATTACH DATABASE ? AS other", arguments: [other.path])
+            defer { try? db.execute(sql: "DETACH DATABASE other") }
+            let sql = """
+                SELECT MIN(last_seq), COUNT(*) FROM (
+                  SELECT * FROM (SELECT * FROM main.\(table) EXCEPT SELECT * FROM other.\(table))
+                  UNION ALL
+                  SELECT * FROM (SELECT * FROM other.\(table) EXCEPT SELECT * FROM main.\(table)))
+                """
+            let row = try Row.fetchOne(db, sql: sql)!
+            let count: Int = row[1]
+            return count == 0 ? nil : (row[0], count)
+        }
+    }
+}
+
+/// An event as stored: its payload still as text, its hash as stored (either
+/// may have been tampered with, so neither is trusted until `verify` checks it).
+public struct StoredEvent: Sendable {
+    public var seq: Int
+    public var type: String
+    public var payloadText: String
+    public var hash: String
+}
+
+/// One referral's derived row: everything the ops and views read.
+public struct ReferralRecord: Sendable, Equatable {
+    public var referralID: String
+    public var referredSeq: Int
+    public var claimant: String
+    public var district: String
+    public var group: String
+    public var referralDate: String
+    public var status: String
+    public var cancelReason: String?
+    public var runID: String?
+    public var gkDate: String?
+    public var rule: String?
+    public var stratum: String?
+    public var arm: String?
+    public var flag: String?
+
+    init(row: Row) {
+        referralID = row["referral_id"]; referredSeq = row["referred_seq"]; claimant = row["claimant"]
+        district = row["district"]; group = row["grp"]; referralDate = row["referral_date"]; status = row["status"]
+        cancelReason = row["cancel_reason"]; runID = row["run_id"]; gkDate = row["gk_date"]; rule = row["rule"]
+        stratum = row["stratum"]; arm = row["arm"]; flag = row["flag"]
+    }
+
+    /// The true status as the domain knows it.
+    public var trueStatus: ReferralStatus {
+        switch status {
+        case "awaiting_gatekeeper", "selected": .awaitingGatekeeper
+        case "cancelled": .cancelled
+        case "not_selected": .notSelected
+        default: .allocated(Arm(rawValue: arm ?? "") ?? .rcg)
+        }
+    }
+
+    public var outcome: ReferralOutcome {
+        ReferralOutcome(status: trueStatus, gkDate: gkDate.flatMap(CivilDate.init))
+    }
+}
+
+public struct RunRecord: Sendable, Equatable {
+    public var runID: String
+    public var district: String
+    public var gkDate: String
+    public var rule: String
+    public var capacity: Int?
+}
+
+/// The trial's fixed facts, from `trial_started`.
+public struct TrialRecord: Sendable, Equatable {
+    public var trialID: String
+    public var commitment: String
+    public var configHash: String
+    public var frontlineRCG: String
+}
+
+/// Reads and appends inside one transaction.
+public struct StoreTransaction {
+    let db: Database
+    /// The newest event, read inside the transaction; nil for an empty log.
+    public private(set) var head: ChainHead?
+    private var genesisCache: Bytes32?
+
+    init(db: Database) throws {
+        self.db = db
+        self.head = try StoreTransaction.readHead(db)
+    }
+
+    static func readHead(_ db: Database) throws -> ChainHead? {
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT seq, hash, payload FROM events ORDER BY seq DESC LIMIT 1")) else {
+            return nil
+        }
+        let hashText: String = row[1]
+        guard let hash = Bytes32(hex: hashText) else { throw StoreError("the newest event's stored hash is malformed: run `whp verify`") }
+        let payload = (try? PayloadJSON.decode(row[2] as String)) ?? [:]
+        return ChainHead(seq: row[0], hash: hash, recordedAt: payload["recorded_at"].flatMap(Instant.init))
+    }
+
+    /// The instant to record for a request read at `now`: never earlier than
+    /// the newest event's, so `recorded_at` never goes backwards (PROTOCOL.md §6)
+    /// even when another process with a slower clock wrote last.
+    public func recordedAt(_ now: Instant) -> Instant {
+        guard let last = head?.recordedAt, last > now else { return now }
+        return last
+    }
+
+    /// Appends one event after the head: hashes it into the chain, stores it
+    /// and applies it to the derived tables.
+    @discardableResult
+    public mutating func append(_ type: EventType, _ payload: [String: String]) throws -> Event {
+        let seq = (head?.seq ?? 0) + 1
+        let event = Event(seq: seq, type: type, payload: payload)
+        let previous: Bytes32
+        if let head {
+            previous = head.hash
+        } else {
+            guard type == .trialStarted, let trialID = payload["trial_id"],
+                  let c = payload["commitment"].flatMap(Bytes32.init(hex:)) else {
+                throw StoreError("the first event must be trial_started")
+            }
+            previous = Derivation.genesis(trialID: trialID, commitment: c)
+        }
+        let hash = Chain.next(previous: previous, event: event)
+        try db.cachedStatement(sql: "INSERT INTO events(seq, type, payload, hash) VALUES (?, ?, ?, ?)")
+            .execute(arguments: [seq, type.rawValue, PayloadJSON.encode(payload), hash.hex])
+        try Projection.apply(event, db)
+        head = ChainHead(seq: seq, hash: hash, recordedAt: payload["recorded_at"].flatMap(Instant.init) ?? head?.recordedAt)
+        return event
+    }
+
+    // MARK: reads
+
+    public func trial() throws -> TrialRecord? {
+        guard let r = try Row.fetchOne(db.cachedStatement(sql: "SELECT trial_id, commitment, config_hash, frontline_rcg FROM trial")) else { return nil }
+        return TrialRecord(trialID: r[0], commitment: r[1], configHash: r[2], frontlineRCG: r[3])
+    }
+
+    public func referral(_ id: String) throws -> ReferralRecord? {
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM referrals WHERE referral_id = ?"), arguments: [id])
+            .map(ReferralRecord.init(row:))
+    }
+
+    /// Every referral of a claimant, oldest first.
+    public func referrals(claimant: String) throws -> [ReferralRecord] {
+        try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM referrals WHERE claimant = ? ORDER BY referred_seq"), arguments: [claimant])
+            .map(ReferralRecord.init(row:))
+    }
+
+    /// Referrals of a district awaiting the gatekeeper with `referral_date ≤ date`, in `referred` order.
+    public func pending(district: String, upTo date: String) throws -> [ReferralRecord] {
+        try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT * FROM referrals WHERE district = ? AND status = 'awaiting_gatekeeper' AND referral_date <= ?
+            ORDER BY referred_seq
+            """), arguments: [district, date]).map(ReferralRecord.init(row:))
+    }
+
+    public func referrals(run: String) throws -> [ReferralRecord] {
+        try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM referrals WHERE run_id = ? ORDER BY referred_seq"), arguments: [run])
+            .map(ReferralRecord.init(row:))
+    }
+
+    public func run(_ id: String) throws -> RunRecord? {
+        guard let r = try Row.fetchOne(db.cachedStatement(sql: "SELECT run_id, district, gk_date, rule, capacity FROM runs WHERE run_id = ?"), arguments: [id]) else { return nil }
+        return RunRecord(runID: r[0], district: r[1], gkDate: r[2], rule: r[3], capacity: r[4])
+    }
+
+    /// The district's latest gatekeeper date: a new run may not be dated before it.
+    public func lastGatekeeperDate(district: String) throws -> String? {
+        try String.fetchOne(db.cachedStatement(sql: "SELECT MAX(gk_date) FROM runs WHERE district = ?"), arguments: [district])
+    }
+
+    public func stratum(_ name: String) throws -> StratumState {
+        try Projection.stratum(name, db)
+    }
+
+    /// Allocations per district and arm.
+    public func allocationCounts() throws -> [String: [String: Int]] {
+        var out: [String: [String: Int]] = [:]
+        for r in try Row.fetchAll(db, sql: "SELECT district, arm, COUNT(*) FROM referrals WHERE arm IS NOT NULL GROUP BY district, arm") {
+            out[r[0], default: [:]][r[1]] = r[2]
+        }
+        return out
+    }
+
+    public func isOptedOut(claimant: String) throws -> Bool {
+        try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM opt_outs WHERE claimant = ?"), arguments: [claimant]) ?? false
+    }
+}
+
+/// How each event changes the derived tables. The service's writes and
+/// `verify`'s rebuild both go through here, so the two cannot drift apart.
+enum Projection {
+    static func apply(_ e: Event, _ db: Database) throws {
+        let p = e.payload
+        switch e.eventType {
+        case .trialStarted:
+            try db.cachedStatement(sql: """
+                INSERT INTO trial(one, trial_id, commitment, config_hash, method, block_multipliers, stratify_by_group, frontline_rcg, last_seq)
+                VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [p["trial_id"], p["commitment"], p["config_hash"], p["method"],
+                                         p["block_multipliers"], p["stratify_by_group"], p["frontline_rcg"], e.seq])
+        case .referred:
+            try db.cachedStatement(sql: """
+                INSERT INTO referrals(referral_id, referred_seq, claimant, district, grp, referral_date, status, last_seq)
+                VALUES (?, ?, ?, ?, ?, ?, 'awaiting_gatekeeper', ?)
+                """).execute(arguments: [p["referral_id"], e.seq, p["claimant"], p["district"], p["group"], p["referral_date"], e.seq])
+        case .cancelled:
+            try db.cachedStatement(sql: "UPDATE referrals SET status = 'cancelled', cancel_reason = ?, last_seq = ? WHERE referral_id = ?")
+                .execute(arguments: [p["reason"], e.seq, p["referral_id"]])
+        case .gatekeeperDecision:
+            let status = p["decision"] == "selected" ? "selected" : "not_selected"
+            try db.cachedStatement(sql: """
+                UPDATE referrals SET status = ?, run_id = ?, gk_date = ?, rule = ?, lottery_key = ?, last_seq = ? WHERE referral_id = ?
+                """).execute(arguments: [status, p["run_id"], p["gk_date"], p["rule"], p["lottery_key"], e.seq, p["referral_id"]])
+            try db.cachedStatement(sql: """
+                INSERT INTO runs(run_id, district, gk_date, rule, capacity, first_seq, last_seq)
+                SELECT ?, district, ?, ?, ?, ?, ? FROM referrals WHERE referral_id = ?
+                ON CONFLICT(run_id) DO UPDATE SET last_seq = excluded.last_seq
+                """).execute(arguments: [p["run_id"], p["gk_date"], p["rule"], p["capacity"].flatMap { Int($0) }, e.seq, e.seq, p["referral_id"]])
+        case .allocated:
+            let arm = p["arm"] ?? ""
+            try db.cachedStatement(sql: """
+                UPDATE referrals SET status = ?, stratum = ?, alloc_index = ?, arm = ?, last_seq = ? WHERE referral_id = ?
+                """).execute(arguments: ["allocated_" + arm.lowercased(), p["stratum"], p["index"].flatMap { Int($0) }, arm, e.seq, p["referral_id"]])
+            guard let stratum = p["stratum"], let index = p["index"].flatMap({ Int($0) }) else { return }
+            var s = try self.stratum(stratum, db)
+            s.nextIndex = index + 1
+            if let block = p["block"].flatMap({ Int($0) }), let size = p["block_size"].flatMap({ Int($0) }),
+               let position = p["position"].flatMap({ Int($0) }) {
+                if block != s.block {
+                    s.block = block; s.blockStart = index - position; s.blockSize = size; s.dealt = [:]
+                }
+            }
+            if let a = Arm(rawValue: arm) { s.dealt[a, default: 0] += 1 }
+            try db.cachedStatement(sql: """
+                INSERT OR REPLACE INTO strata(stratum, next_index, block, block_start, block_size, dealt_whp, dealt_psc, dealt_rcg, last_seq)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [stratum, s.nextIndex, s.block, s.blockStart, s.blockSize,
+                                         s.dealt[.whp, default: 0], s.dealt[.psc, default: 0], s.dealt[.rcg, default: 0], e.seq])
+        case .optedOut:
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO opt_outs(claimant, date, last_seq) VALUES (?, ?, ?)")
+                .execute(arguments: [p["claimant"], p["date"], e.seq])
+        case .flaggedInError:
+            try db.cachedStatement(sql: "UPDATE referrals SET flag = ?, last_seq = ? WHERE referral_id = ?")
+                .execute(arguments: [p["reason"], e.seq, p["referral_id"]])
+        case .disclosed, .exportMade, .none:
+            break
+        }
+    }
+
+    static func stratum(_ name: String, _ db: Database) throws -> StratumState {
+        guard let r = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM strata WHERE stratum = ?"), arguments: [name]) else {
+            return StratumState()
+        }
+        return StratumState(nextIndex: r["next_index"], block: r["block"], blockStart: r["block_start"], blockSize: r["block_size"],
+                            dealt: [.whp: r["dealt_whp"], .psc: r["dealt_psc"], .rcg: r["dealt_rcg"]].filter { $0.value > 0 })
+    }
+}
+
+extension Store {
+    /// Replays events into this (scratch) store's derived tables, in one
+    /// transaction: `body` gets the function that applies one event.
+    public func rebuild(_ body: (_ project: (Event) throws -> Void) throws -> Void) throws {
+        try queue.inTransaction { db in
+            try body { event in try Projection.apply(event, db) }
+            return .commit
+        }
+    }
+
+    /// The derived-table part of `verify`: rebuild from the log into a scratch
+    /// store (done by the caller through `project`) and compare row by row.
+    /// Returns the first failing table and the smallest `last_seq` involved.
+    public func compareDerivedTables(with rebuilt: Store) throws -> (table: String, seq: Int?, rows: Int)? {
+        var worst: (table: String, seq: Int?, rows: Int)?
+        for t in Schema.derivedTables {
+            if let d = try rebuilt.firstDifference(in: t, against: self) {
+                if worst == nil || (d.seq ?? Int.max) < (worst!.seq ?? Int.max) { worst = (t, d.seq, d.rows) }
+            }
+        }
+        return worst
+    }
+}

@@ -1,0 +1,176 @@
+import ArgumentParser
+import Foundation
+import WHPCore
+import WHPStore
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-verify the whole trial: chain, draws, gatekeeper runs, locks, PSC rule, config.",
+        discussion: """
+            Reads the store (or, with --bundle, an audit bundle) and re-derives everything an \
+            auditor can: the hash chain, every arm from its alloc_seed and block, every gatekeeper \
+            run against its rule, every referral against the locks, PSC only in PSC districts, \
+            recorded_at order, the config hash and the published commitment file, and (store only) \
+            every derived table rebuilt from the log. With --seed also the commitment, every \
+            derived seed and block size, and every lottery key. Exit 0 only if every check holds; \
+            each failed check names the first event that breaks it.
+            """)
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: ArgumentHelp("Folder of the published commitment files.", valueName: "DIR"))
+    var seeds: String = "seeds"
+
+    @Option(help: ArgumentHelp("Verify this audit bundle (from `whp audit-bundle`) instead of the store.", valueName: "DIR"))
+    var bundle: String?
+
+    @Option(help: ArgumentHelp("The revealed master seed file (mode 0600).", valueName: "FILE"))
+    var seed: String?
+
+    @Option(help: ArgumentHelp("A checkpoint from `whp checkpoint`: the log must still hold that head at that seq.", valueName: "FILE"))
+    var checkpoint: String?
+
+    @Flag(help: "Print the report as JSON: {ok, events, head, checks: [{name, ok, detail, first_bad_seq?}]}.")
+    var json = false
+
+    func run() throws {
+        let seedKey = try seed.map(readKey)
+        let checkpointValue = try checkpoint.map(Checkpoint.read)
+        let report: AuditReport
+        if let bundle {
+            report = try Auditor.verifyBundle(dir: bundle, seed: seedKey, checkpoint: checkpointValue)
+        } else {
+            report = try Auditor.verifyStore(common: common, seedsDir: seeds, seed: seedKey, checkpoint: checkpointValue)
+        }
+        stdout(json ? Auditor.json(report) : Auditor.text(report))
+        if !report.ok { throw ExitCode(1) }
+    }
+}
+
+/// Feeds a log (store or bundle) through the pure `AuditVerifier` and adds the
+/// checks that need the edges: checkpoint and derived tables.
+enum Auditor {
+    typealias CheckpointValue = (trialID: String, seq: Int, head: String)
+
+    static func verifyStore(common: CommonOptions, seedsDir: String, seed: Bytes32?, checkpoint: CheckpointValue?) throws -> AuditReport {
+        let (config, configHash, _) = try loadConfig(common.config)
+        let store: Store
+        do { store = try Store.open(path: common.storePath, readonly: true) } catch { throw Failure.io("\(error)") }
+        let commitment = try? CommitmentFile.read(CommitmentFile.path(seedsDir: seedsDir, trialID: config.trialID))
+        var verifier = AuditVerifier(config: config, configHash: configHash, seed: seed,
+                                     commitmentFile: commitment.map { ($0.trialID, $0.commitment, $0.configHash) })
+        let rebuilt = try Store.scratch()
+        var count = 0, head = "", hashes: [Int: String] = [:]
+        var unparsable: Int?
+        try rebuilt.rebuild { project in
+            try store.forEachEvent { e in
+                let payload = try? PayloadJSON.decode(e.payloadText)
+                verifier.consume(seq: e.seq, type: e.type, payload: payload, storedHash: e.hash)
+                if let payload { try project(Event(seq: e.seq, type: e.type, payload: payload)) } else if unparsable == nil { unparsable = e.seq }
+                count += 1; head = e.hash
+                if let checkpoint, e.seq == checkpoint.seq { hashes[e.seq] = e.hash }
+            }
+        }
+        var report = verifier.finish(events: count, head: head)
+        if let checkpoint { report.checks.append(checkpointCheck(checkpoint, trialID: config.trialID, found: hashes[checkpoint.seq], events: count)) }
+        let diff = try store.compareDerivedTables(with: rebuilt)
+        report.checks.append(diff.map {
+            CheckResult(name: "derived_tables", ok: false,
+                        detail: "table \($0.table): \($0.rows) row(s) differ from the rebuild from the log", firstBadSeq: $0.seq ?? unparsable)
+        } ?? CheckResult(name: "derived_tables", ok: true, detail: "every derived table equals its rebuild from the log"))
+        report.checks.sort { $0.name < $1.name }
+        return report
+    }
+
+    static func verifyBundle(dir: String, seed: Bytes32?, checkpoint: CheckpointValue?) throws -> AuditReport {
+        let (config, configHash, _) = try loadConfig(dir + "/district-config")
+        let commitment = try? CommitmentFile.read(CommitmentFile.path(seedsDir: dir, trialID: config.trialID))
+        var verifier = AuditVerifier(config: config, configHash: configHash, seed: seed,
+                                     commitmentFile: commitment.map { ($0.trialID, $0.commitment, $0.configHash) })
+        guard let reader = LineReader(path: dir + "/events.jsonl") else { throw Failure.io("\(dir)/events.jsonl: cannot open") }
+        var count = 0, head = "", found: String?, line = 0
+        while let bytes = reader.next() {
+            line += 1
+            guard let obj = try? JSON.parse(bytes).objectValue, let seq = obj["seq"]?.intValue,
+                  let type = obj["type"]?.stringValue, let hash = obj["hash"]?.stringValue,
+                  let payloadObj = obj["payload"]?.objectValue else {
+                verifier.consume(seq: count + 1, type: "", payload: nil, storedHash: "")
+                count += 1
+                continue
+            }
+            var payload: [String: String]? = [:]
+            for (k, v) in payloadObj.entries { if let s = v.stringValue { payload?[k] = s } else { payload = nil; break } }
+            verifier.consume(seq: seq, type: type, payload: payload, storedHash: hash)
+            count += 1; head = hash
+            if seq == checkpoint?.seq { found = hash }
+        }
+        var report = verifier.finish(events: count, head: head)
+        if let checkpoint { report.checks.append(checkpointCheck(checkpoint, trialID: config.trialID, found: found, events: count)) }
+        report.checks.sort { $0.name < $1.name }
+        return report
+    }
+
+    static func checkpointCheck(_ c: CheckpointValue, trialID: String, found: String?, events: Int) -> CheckResult {
+        if c.trialID != trialID { return CheckResult(name: "checkpoint", ok: false, detail: "the checkpoint is for trial \(c.trialID), not \(trialID)", firstBadSeq: c.seq) }
+        guard let found else {
+            return CheckResult(name: "checkpoint", ok: false, detail: "the log ends at event \(events); the checkpoint holds event \(c.seq): the log was cut short", firstBadSeq: c.seq)
+        }
+        guard found == c.head else {
+            return CheckResult(name: "checkpoint", ok: false, detail: "event \(c.seq) no longer has the checkpoint's head hash: the log was rewritten", firstBadSeq: c.seq)
+        }
+        return CheckResult(name: "checkpoint", ok: true, detail: "event \(c.seq) still has head \(c.head)")
+    }
+
+    static func text(_ r: AuditReport) -> String {
+        var lines = ["\(r.ok ? "OK" : "FAILED"): \(r.events) events, head \(r.head)"]
+        for c in r.checks {
+            let at = c.firstBadSeq.map { " (first bad event: \($0))" } ?? ""
+            lines.append("  \(c.ok ? "ok  " : "FAIL") \(c.name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(c.detail)\(at)")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func json(_ r: AuditReport) -> String {
+        let checks: [JSONValue] = r.checks.map { c in
+            var o: JSONObject = ["name": .string(c.name), "ok": .bool(c.ok), "detail": .string(c.detail)]
+            if let s = c.firstBadSeq { o["first_bad_seq"] = .int(s) }
+            return .object(o)
+        }
+        let obj: JSONObject = ["ok": .bool(r.ok), "events": .int(r.events), "head": .string(r.head), "checks": .array(checks)]
+        return String(decoding: JSON.encode(.object(obj)), as: UTF8.self)
+    }
+}
+
+/// Reads a file line by line without loading it whole.
+final class LineReader {
+    private let handle: FileHandle
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var eof = false
+
+    init?(path: String) {
+        guard let h = FileHandle(forReadingAtPath: path) else { return nil }
+        handle = h
+    }
+
+    func next() -> ArraySlice<UInt8>? {
+        while true {
+            if let nl = buffer[start...].firstIndex(of: 0x0a) {
+                let line = buffer[start..<nl]
+                start = nl + 1
+                if line.isEmpty { continue }
+                return line
+            }
+            if eof {
+                guard start < buffer.count else { return nil }
+                let line = buffer[start...]
+                start = buffer.count
+                return line
+            }
+            buffer.removeSubrange(0..<start)
+            start = 0
+            let chunk = handle.readData(ofLength: 1 << 20)
+            if chunk.isEmpty { eof = true } else { buffer.append(contentsOf: chunk) }
+        }
+    }
+}
