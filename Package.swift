@@ -62,13 +62,15 @@ let package = Package(
             dependencies: ["WHPCore"],
             resources: [.copy("Fixtures")]
         ),
+        // Doors for the end-to-end suites: the real `whp` binary, temp trials, a live serve.
+        .target(name: "WHPTestSupport", path: "Tests/Support"),
         .testTarget(
             name: "WHPServiceTests",
-            dependencies: ["WHPCore", "WHPStore", "WHPService"]
+            dependencies: ["WHPCore", "WHPStore", "WHPService", "WHPTestSupport", "whp"]
         ),
         .testTarget(
             name: "WHPCLITests",
-            dependencies: ["WHPCore", "WHPStore"]
+            dependencies: ["WHPCore", "WHPStore", "WHPTestSupport", "whp"]
         ),
     ]
 )

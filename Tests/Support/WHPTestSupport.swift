@@ -1,0 +1,197 @@
+import Foundation
+
+/// Test doubles and doors for the suites that drive `whp` as users do: the
+/// real executable, a temporary trial folder, a live `whp serve` on pipes.
+public enum WHPBinary {
+    /// The `whp` executable built beside the test bundle.
+    public static var url: URL {
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        var dir = exe.deletingLastPathComponent()
+        // The xctest bundle may be a directory (macOS) or a file (Linux).
+        while !FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("whp").path), dir.path != "/" {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir.appendingPathComponent("whp")
+    }
+
+    /// The repository root (for the shipped config, seeds and examples).
+    public static var repoRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+}
+
+public struct RunResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+}
+
+/// Runs `whp ARGS` to completion.
+@discardableResult
+public func runWHP(_ args: [String], cwd: URL? = nil, env: [String: String] = [:], stdin: Data? = nil) throws -> RunResult {
+    let p = Process()
+    p.executableURL = WHPBinary.url
+    p.arguments = args
+    if let cwd { p.currentDirectoryURL = cwd }
+    var environment = ProcessInfo.processInfo.environment
+    environment["WHP_LOG"] = "warning"
+    for (k, v) in env { environment[k] = v }
+    p.environment = environment
+    let out = Pipe(), err = Pipe(), inp = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = inp
+    try p.run()
+    if let stdin { try inp.fileHandleForWriting.write(contentsOf: stdin) }
+    try inp.fileHandleForWriting.close()
+    // Read both pipes fully before waiting, so a large output cannot block the child.
+    let group = DispatchGroup()
+    nonisolated(unsafe) var errData = Data()
+    group.enter()
+    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    p.waitUntilExit()
+    return RunResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                     stderr: String(decoding: errData, as: UTF8.self))
+}
+
+/// A trial in a fresh temporary folder: `config/`, `data/`, `seeds/`.
+public final class TrialFolder: @unchecked Sendable {
+    public let root: URL
+    public var config: URL { root.appendingPathComponent("district-config") }
+    public var data: URL { root.appendingPathComponent("data") }
+    public var seeds: URL { root.appendingPathComponent("seeds") }
+    public var store: URL { data.appendingPathComponent("whp.sqlite") }
+    public var seedFile: URL { data.appendingPathComponent("keys/seed.hex") }
+
+    /// Copies the shipped district-config, then applies `edit` to each file's text
+    /// (name → new text; nil removes nothing), or writes the given files instead.
+    public init(trialTOML: String? = nil, districtsTOML: String? = nil, frontlineRCG: String? = nil) throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("whp-test-" + UUID().uuidString)
+        try FileManager.default.createDirectory(at: config, withIntermediateDirectories: true)
+        let shipped = WHPBinary.repoRoot.appendingPathComponent("district-config")
+        var trial = try trialTOML ?? String(contentsOf: shipped.appendingPathComponent("trial.toml"), encoding: .utf8)
+        if let frontlineRCG { trial = trial.replacingOccurrences(of: "frontline_rcg = \"hidden\"", with: "frontline_rcg = \"\(frontlineRCG)\"") }
+        let districts = try districtsTOML ?? String(contentsOf: shipped.appendingPathComponent("districts.toml"), encoding: .utf8)
+        try trial.write(to: config.appendingPathComponent("trial.toml"), atomically: true, encoding: .utf8)
+        try districts.write(to: config.appendingPathComponent("districts.toml"), atomically: true, encoding: .utf8)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: root) }
+
+    public var common: [String] { ["--config", config.path, "--data", data.path] }
+
+    /// `whp init` with a fixed clock; `seedHex` imports a known seed (for re-derivation in tests).
+    @discardableResult
+    public func initialise(now: String = "2017-10-31T09:00:00Z", seedHex: String? = nil) throws -> RunResult {
+        var args = ["init"] + common + ["--seeds", seeds.path]
+        if let seedHex {
+            let f = root.appendingPathComponent("imported-seed.hex")
+            try (seedHex + "\n").write(to: f, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: f.path)
+            args += ["--import-seed", f.path]
+        }
+        return try runWHP(args, env: ["WHP_NOW": now])
+    }
+
+    public func verify(_ extra: [String] = []) throws -> RunResult {
+        try runWHP(["verify"] + common + ["--seeds", seeds.path] + extra)
+    }
+
+    /// Runs a whole session through `whp serve` and returns one response line per request.
+    public func serve(_ lines: [String], now: String = "2019-06-01T12:00:00Z") throws -> (RunResult, [String]) {
+        let input = lines.joined(separator: "\n") + "\n"
+        let r = try runWHP(["serve"] + common, env: ["WHP_NOW": now], stdin: Data(input.utf8))
+        return (r, r.stdout.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init))
+    }
+
+    public func serveJSON(_ requests: [[String: Any]], now: String = "2019-06-01T12:00:00Z") throws -> [[String: Any]] {
+        let lines = try requests.map { String(decoding: try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]), as: UTF8.self) }
+        let (_, out) = try serve(lines, now: now)
+        return out.map { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] ?? ["unparsable": $0] }
+    }
+}
+
+/// A live `whp serve` with pipes, for pipelining and crash tests.
+public final class ServeProcess: @unchecked Sendable {
+    public let process = Process()
+    private let input = Pipe()
+    private let output = Pipe()
+    private var pending: [UInt8] = []
+
+    public init(_ trial: TrialFolder, now: String? = "2019-06-01T12:00:00Z") throws {
+        process.executableURL = WHPBinary.url
+        process.arguments = ["serve"] + trial.common
+        var env = ProcessInfo.processInfo.environment
+        env["WHP_LOG"] = "warning"
+        if let now { env["WHP_NOW"] = now }
+        process.environment = env
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+    }
+
+    public func send(_ line: String) throws {
+        try input.fileHandleForWriting.write(contentsOf: Data((line + "\n").utf8))
+    }
+
+    /// Reads one response line; nil at EOF (the process ended).
+    public func readLine() -> String? {
+        while true {
+            if let nl = pending.firstIndex(of: 0x0a) {
+                let line = String(decoding: pending[..<nl], as: UTF8.self)
+                pending.removeSubrange(...nl)
+                return line
+            }
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { return nil }
+            pending.append(contentsOf: chunk)
+        }
+    }
+
+    public func closeInput() throws { try input.fileHandleForWriting.close() }
+
+    public func kill9() {
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    public func wait() -> Int32 {
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}
+
+/// Builds request lines.
+public enum Req {
+    public static func line(_ obj: [String: Any]) -> String {
+        String(decoding: try! JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self)
+    }
+
+    public static func envelope(_ id: String, _ op: String, role: String, actor: String = "S001", _ fields: [String: Any] = [:]) -> [String: Any] {
+        var o: [String: Any] = ["v": 1, "id": id, "op": op, "actor": ["role": role, "id": actor]]
+        for (k, v) in fields { o[k] = v }
+        return o
+    }
+
+    public static func refer(_ id: String, referral: String, nino: String, district: String, group: String = "disability", date: String) -> [String: Any] {
+        envelope(id, "refer", role: "work_coach", ["referral_id": referral, "claimant": ["nino": nino], "district": district, "group": group, "referral_date": date])
+    }
+
+    public static func gatekeep(_ id: String, run: String, district: String, date: String, capacity: Int) -> [String: Any] {
+        envelope(id, "gatekeep", role: "gatekeeper", ["run_id": run, "district": district, "gk_date": date, "capacity": capacity])
+    }
+
+    public static func decide(_ id: String, run: String, district: String, date: String, _ decisions: [(String, Bool)]) -> [String: Any] {
+        envelope(id, "gatekeep", role: "gatekeeper", ["run_id": run, "district": district, "gk_date": date,
+            "decisions": decisions.map { ["referral_id": $0.0, "decision": $0.1 ? "selected" : "not_selected"] }])
+    }
+
+    /// A valid NINO for a number (distinct numbers give distinct claimants).
+    public static func nino(_ n: Int) -> String {
+        let prefixes = ["AB", "CE", "HJ", "KL", "MP", "RS", "TW", "XY"]
+        return prefixes[(n / 1_000_000) % prefixes.count] + String(format: "%06d", n % 1_000_000) + ["A", "B", "C", "D"][n % 4]
+    }
+}
