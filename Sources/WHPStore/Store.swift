@@ -282,6 +282,31 @@ public struct StoreTransaction {
         try Projection.stratum(name, db)
     }
 
+    /// Every referral's evaluation facts in `referred` order, streamed from a
+    /// cursor so memory stays flat however many rows there are. The claimant's
+    /// referral number is computed by SQLite (a window over the claimant index).
+    public func forEachReferralFact(_ body: (ReferralFacts) throws -> Void) throws {
+        let rows = try Row.fetchCursor(db, sql: """
+            SELECT r.claimant, r.district, r.grp, r.referral_date, r.status, r.gk_date, r.rule, r.arm, r.flag,
+                   ROW_NUMBER() OVER (PARTITION BY r.claimant ORDER BY r.referred_seq) AS n,
+                   o.claimant IS NOT NULL AS opted
+            FROM referrals r LEFT JOIN opt_outs o ON o.claimant = r.claimant
+            ORDER BY r.referred_seq
+            """)
+        while let r = try rows.next() {
+            let status: ReferralStatus = switch r[4] as String {
+            case "cancelled": .cancelled
+            case "not_selected": .notSelected
+            case "awaiting_gatekeeper", "selected": .awaitingGatekeeper
+            default: .allocated(Arm(rawValue: r[7] ?? "") ?? .rcg)
+            }
+            guard let date = CivilDate(r[3] as String) else { throw StoreError("referral with a malformed date: run `whp verify`") }
+            try body(ReferralFacts(claimant: Pseudonym(hex: r[0]), district: r[1], group: r[2], referralDate: date, status: status,
+                                   gkDate: (r[5] as String?).flatMap(CivilDate.init), rule: r[6], flag: r[8],
+                                   claimantReferralNumber: r[9], optedOut: r[10]))
+        }
+    }
+
     /// Allocations per district and arm.
     public func allocationCounts() throws -> [String: [String: Int]] {
         var out: [String: [String: Int]] = [:]

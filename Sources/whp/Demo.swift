@@ -10,7 +10,7 @@ struct Demo: ParsableCommand {
             Copies district-config into a new folder, starts the trial with the PUBLISHED demo \
             seed (seeds/whp-demo.seed.hex — public, for demonstration only), checks its commitment \
             against seeds/whp-demo.commitment.json, plays the example DCAMS session \
-            (examples/dcams-session.jsonl) through `whp serve`, then runs `whp verify --seed`. \
+            (examples/dcams-session.jsonl) through `whp serve`, runs `whp verify --seed`, exports the evaluation dataset and prints the CONSORT flow. \
             Run it from the repository root, or point the options at those files.
             """)
 
@@ -65,7 +65,7 @@ struct Demo: ParsableCommand {
         let responses = (try? String(contentsOfFile: responsesPath, encoding: .utf8))?.split(separator: "\n") ?? []
         let failed = responses.filter { $0.contains("\"ok\":false") }.count
         say("   \(responses.count) responses (\(responses.count - failed) ok, \(failed) errors, as the session intends) in \(responsesPath)")
-        let store = try Store.open(path: common.storePath, readonly: true)
+        let store = try Store.open(path: common.storePath)
         let counts = try store.read { try $0.allocationCounts() }
         for (district, arms) in counts.sorted(by: { $0.key < $1.key }) {
             let text = Arm.allCases.compactMap { a in arms[a.rawValue].map { "\(a.rawValue) \($0)" } }.joined(separator: ", ")
@@ -77,6 +77,18 @@ struct Demo: ParsableCommand {
         let report = try Auditor.verifyStore(common: common, seedsDir: root + "/seeds", seed: seed, checkpoint: nil)
         say(Auditor.text(report))
         guard report.ok else { throw Failure.failed("verification failed") }
+        say("")
+
+        say("4. whp export --out \(root)/export (de-identified evaluation dataset)")
+        let key = try readKey(common.evaluationKeyPath)
+        let config = try loadConfig(common.config)
+        say("   " + (try EvaluationExport(config: config.0, configHash: config.1, key: key, format: .csv, precision: .month,
+                                         out: root + "/export", progress: false, clock: clock).run(store)))
+        var flow = ConsortFlow()
+        try store.read { tx in try tx.forEachReferralFact { flow.add($0) } }
+        say("")
+        say("5. whp report consort")
+        say(flow.table(config: config.0))
         say("\nDone. Try: whp verify --data \(common.data) --config \(common.config) --seeds \(root)/seeds")
     }
 

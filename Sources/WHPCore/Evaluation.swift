@@ -1,0 +1,178 @@
+/// How exact the dates of an evaluation export are (CLI.md, "The evaluation export").
+/// Coarser dates make re-identification harder; `month` is the default.
+public enum DatePrecision: String, Sendable, CaseIterable {
+    case day, week, month
+
+    /// `2017-11-03`, `2017-W44` (ISO week-year and week) or `2017-11`.
+    public func format(_ d: CivilDate) -> String {
+        switch self {
+        case .day: return d.iso
+        case .week:
+            let w = d.isoWeek
+            return pad(w.year, 4) + "-W" + pad(w.week, 2)
+        case .month: return pad(d.year, 4) + "-" + pad(d.month, 2)
+        }
+    }
+}
+
+public enum ExportFormat: String, Sendable, CaseIterable { case csv, jsonl }
+
+/// One row of the de-identified dataset: nothing in it identifies a person
+/// (no NINO, reference, pseudonym, referral id, staff id or free text).
+public struct EvaluationRow: Sendable, Equatable {
+    public var researchID: String
+    public var district: String
+    public var group: String
+    public var stratum: String
+    public var referralNumber: Int
+    public var referralDate: String
+    public var gkDate: String
+    public var gkOutcome: String
+    public var gkRule: String
+    public var arm: String
+    public var inError: String
+
+    public static let columns = ["research_id", "district", "group", "stratum", "referral_number", "referral_date",
+                                 "gk_date", "gk_outcome", "gk_rule", "arm", "in_error"]
+
+    public init(researchID: String, district: String, group: String, stratum: String, referralNumber: Int,
+                referralDate: String, gkDate: String, gkOutcome: String, gkRule: String, arm: String, inError: String) {
+        self.researchID = researchID; self.district = district; self.group = group; self.stratum = stratum
+        self.referralNumber = referralNumber; self.referralDate = referralDate; self.gkDate = gkDate
+        self.gkOutcome = gkOutcome; self.gkRule = gkRule; self.arm = arm; self.inError = inError
+    }
+
+    public var values: [String] {
+        [researchID, district, group, stratum, String(referralNumber), referralDate, gkDate, gkOutcome, gkRule, arm, inError]
+    }
+
+    /// An RFC 4180 record with its CRLF.
+    public func csv(into out: inout [UInt8]) {
+        for (i, v) in values.enumerated() {
+            if i > 0 { out.append(0x2c) }
+            CSV.field(v, into: &out)
+        }
+        out.append(0x0d); out.append(0x0a)
+    }
+
+    public static func csvHeader(into out: inout [UInt8]) {
+        for (i, c) in columns.enumerated() {
+            if i > 0 { out.append(0x2c) }
+            CSV.field(c, into: &out)
+        }
+        out.append(0x0d); out.append(0x0a)
+    }
+
+    /// A JSON Lines record: every column, strings except `referral_number`; empty cells are null.
+    public func jsonl(into out: inout [UInt8]) {
+        var w = JSONWriter(capacity: 320)
+        w.beginObject()
+        for (c, v) in zip(EvaluationRow.columns, values) {
+            w.key(c)
+            if c == "referral_number" { w.int(referralNumber) } else if v.isEmpty { w.null() } else { w.string(v) }
+        }
+        w.endObject()
+        w.newline()
+        out.append(contentsOf: w.bytes)
+    }
+}
+
+public enum CSV {
+    /// Quotes a field only when RFC 4180 requires it (comma, quote, CR or LF).
+    public static func field(_ v: String, into out: inout [UInt8]) {
+        let u = v.utf8
+        if u.contains(where: { $0 == 0x2c || $0 == 0x22 || $0 == 0x0d || $0 == 0x0a }) {
+            out.append(0x22)
+            for c in u {
+                if c == 0x22 { out.append(0x22) }
+                out.append(c)
+            }
+            out.append(0x22)
+        } else {
+            out.append(contentsOf: u)
+        }
+    }
+}
+
+/// The facts of one referral that the evaluation reads, from the store.
+public struct ReferralFacts: Sendable {
+    public var claimant: Pseudonym
+    public var district: String
+    public var group: String
+    public var referralDate: CivilDate
+    public var status: ReferralStatus
+    public var gkDate: CivilDate?
+    public var rule: String?
+    public var flag: String?
+    /// 1 for the claimant's first referral in the trial (cancelled ones count), 2 for the second, …
+    public var claimantReferralNumber: Int
+    public var optedOut: Bool
+
+    public init(claimant: Pseudonym, district: String, group: String, referralDate: CivilDate, status: ReferralStatus,
+                gkDate: CivilDate?, rule: String?, flag: String?, claimantReferralNumber: Int, optedOut: Bool) {
+        self.claimant = claimant; self.district = district; self.group = group; self.referralDate = referralDate
+        self.status = status; self.gkDate = gkDate; self.rule = rule; self.flag = flag
+        self.claimantReferralNumber = claimantReferralNumber; self.optedOut = optedOut
+    }
+}
+
+public enum Evaluation {
+    /// The export row of a referral, or nil if it is left out (cancelled, or its claimant opted out).
+    public static func row(_ f: ReferralFacts, config: TrialConfig, evaluationKey: Bytes32, precision: DatePrecision) -> EvaluationRow? {
+        if f.status == .cancelled || f.optedOut { return nil }
+        let outcome: String
+        var arm = ""
+        switch f.status {
+        case .awaitingGatekeeper: outcome = "pending"
+        case .notSelected: outcome = "not_selected"
+        case .allocated(let a): outcome = "selected"; arm = a.rawValue
+        case .cancelled: return nil
+        }
+        return EvaluationRow(
+            researchID: Derivation.researchID(key: evaluationKey, pseudonym: f.claimant),
+            district: f.district, group: f.group, stratum: config.stratum(district: f.district, group: f.group),
+            referralNumber: f.claimantReferralNumber, referralDate: precision.format(f.referralDate),
+            gkDate: f.gkDate.map(precision.format) ?? "", gkOutcome: outcome,
+            gkRule: outcome == "pending" ? "" : (f.rule ?? ""), arm: arm, inError: f.flag ?? "")
+    }
+
+    /// `codebook.md`: every column, its values, the date precision.
+    public static func codebook(config: TrialConfig, precision: DatePrecision, format: ExportFormat) -> String {
+        let dateForm: String = switch precision {
+        case .day: "the day, `YYYY-MM-DD` (e.g. `2017-11-03`)"
+        case .week: "the ISO 8601 week, `YYYY-Www` with the ISO week-year (e.g. `2017-W44`)"
+        case .month: "the month, `YYYY-MM` (e.g. `2017-11`)"
+        }
+        let file = format == .csv ? "`allocations.csv` (RFC 4180, header row, CRLF line ends; empty cell = no value)"
+                                  : "`allocations.jsonl` (one JSON object per line; null = no value)"
+        return """
+            # Codebook — trial \(config.trialID)
+
+            Data file: \(file). One row per referral that was not cancelled, in the order the
+            referrals were made. Referrals of claimants who opted out of the evaluation are left
+            out (`removed_opted_out` in `manifest.json` counts them). Nothing in the file identifies
+            a person: no National Insurance or reference number, pseudonym, referral id, staff id,
+            name or free text.
+
+            Date precision: **\(precision.rawValue)** — every date is given as \(dateForm).
+
+            | column | meaning | values |
+            | --- | --- | --- |
+            | `research_id` | the claimant, as a stable research id (HMAC under the evaluation key; the same in every export of this trial) | 64 hex digits |
+            | `district` | the district that made the referral | \(config.districts.map { "`\($0.id)`" }.joined(separator: ", ")) |
+            | `group` | the referral's group | \(config.groups.map { "`\($0)`" }.joined(separator: ", ")) |
+            | `stratum` | the allocation stratum: the district\(config.stratifyByGroup ? ", `|`, and the group" : " (this trial does not stratify by group)") | text |
+            | `referral_number` | 1 for the claimant's first referral in the trial, 2 for the second, … (cancelled referrals count) | integer ≥ 1 |
+            | `referral_date` | when the work coach referred | date |
+            | `gk_date` | when the district gatekeeper decided; empty while pending | date or empty |
+            | `gk_outcome` | the gatekeeper's decision | `selected`, `not_selected`, `pending` |
+            | `gk_rule` | how the gatekeeper decided: `fifo` (oldest first) or `lottery` (random order) under a capacity, or `manual` (named by the gatekeeper — not random); empty while pending | `fifo`, `lottery`, `manual`, empty |
+            | `arm` | the random allocation of a selected referral | `WHP`, `PSC`, `RCG`, empty |
+            | `in_error` | the reason the allocation was flagged as made in error (it keeps its arm) | `ineligible`, `duplicate`, `wrong_group`, `other`, empty |
+
+            Arms: WHP = the Work and Health Programme; PSC = the Public Sector Comparator (only in
+            the four PSC districts); RCG = the Random Control Group.
+
+            """
+    }
+}
