@@ -69,6 +69,10 @@ let package = Package(
             dependencies: ["WHPCore", "WHPStore", "WHPService", "WHPTestSupport", "whp"]
         ),
         .testTarget(
+            name: "WHPEvaluationTests",
+            dependencies: ["WHPCore", "WHPTestSupport", "whp"]
+        ),
+        .testTarget(
             name: "WHPCLITests",
             dependencies: ["WHPCore", "WHPStore", "WHPTestSupport", "whp"]
         ),
