@@ -307,6 +307,14 @@ public struct StoreTransaction {
         }
     }
 
+    /// Every allocation in `referred` order, for the balance checks.
+    public func allocations() throws -> [AllocatedReferral] {
+        try Row.fetchAll(db, sql: "SELECT district, grp, referral_date, arm FROM referrals WHERE arm IS NOT NULL ORDER BY referred_seq").compactMap { r in
+            guard let d = CivilDate(r[2] as String), let arm = Arm(rawValue: r[3]) else { return nil }
+            return AllocatedReferral(district: r[0], group: r[1], referralDate: d, arm: arm)
+        }
+    }
+
     /// Allocations per district and arm.
     public func allocationCounts() throws -> [String: [String: Int]] {
         var out: [String: [String: Int]] = [:]

@@ -6,7 +6,7 @@ import WHPStore
 struct Report: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Reports on the trial for evaluators.",
-        subcommands: [Consort.self])
+        subcommands: [Consort.self, BalanceCommand.self])
 
     struct Consort: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -32,6 +32,37 @@ struct Report: ParsableCommand {
                 do { try writeDurably(svg, Array(flow.svg(config: config).utf8)) } catch { throw Failure.io(error.description) }
                 stdout("diagram written to \(svg)")
             }
+        }
+    }
+
+    struct BalanceCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "balance",
+            abstract: "Arm counts by district, group and month, and checks that allocation is balanced and independent.",
+            discussion: """
+                Per district: a chi-square test of the arm shares against the configured weights, \
+                and chi-square tests of arm against referral order (deciles) and against referral \
+                weekday. A check fails when p < --alpha (default 0.001); districts with fewer than 30 \
+                allocations are reported as not tested. Exit 1 if any check fails. With --publish, \
+                counts from 1 to 9 are suppressed as <10.
+                """)
+
+        @OptionGroup var common: CommonOptions
+
+        @Option(help: "Significance level of each check.")
+        var alpha: Double = 0.001
+
+        @Flag(help: "Mark the output for publication and suppress small cells (< 10).")
+        var publish = false
+
+        func run() throws {
+            guard alpha > 0, alpha < 1 else { throw ValidationError("--alpha must be between 0 and 1") }
+            let (config, _, _) = try loadConfig(common.config)
+            let store: Store
+            do { store = try Store.open(path: common.storePath, readonly: true) } catch { throw Failure.io("\(error)") }
+            let report = Balance.report(try store.read { try $0.allocations() }, config: config, alpha: alpha)
+            stdout(Balance.text(report, config: config, publish: publish))
+            if !report.ok { throw ExitCode(1) }
         }
     }
 }
