@@ -110,7 +110,7 @@ public enum Hex {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Lower-case hex only when `strict`; the spec's files and payloads are lower-case.
+    /// Parses hex; with `lowercaseOnly` upper-case digits are refused (the spec's files and payloads are lower-case).
     public static func decode(_ s: String, lowercaseOnly: Bool = false) -> [UInt8]? {
         let u = Array(s.utf8)
         guard u.count % 2 == 0 else { return nil }

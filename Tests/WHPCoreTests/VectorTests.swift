@@ -206,6 +206,22 @@ struct VectorTests {
         #expect(allocated["position"] == draw.position.map(String.init))
     }
 
+    /// Keys sort by UTF-8 bytes, not by Swift's String order: U+212B (ANGSTROM
+    /// SIGN, bytes e2 84 ab) normalises to U+00C5, so Swift puts it before
+    /// U+00C6 (c3 86); byte order puts it after.
+    @Test("§7 payload keys are ordered by UTF-8 bytes")
+    func eventKeyOrder() {
+        let event = Event(seq: 7, type: "x", payload: ["\u{212B}": "1", "\u{C6}": "2", "a_b": "3", "a": "4", "B": "5"])
+        func u32(_ n: Int) -> [UInt8] { [0, 0, UInt8(n >> 8), UInt8(n & 0xff)] }
+        func enc(_ s: String) -> [UInt8] { u32(s.utf8.count) + Array(s.utf8) }
+        var expected = enc("whp/event/v1") + [0, 0, 0, 0, 0, 0, 0, 7] + enc("x") + u32(5)
+        for (k, v) in [("B", "5"), ("a", "4"), ("a_b", "3"), ("\u{C6}", "2"), ("\u{212B}", "1")] {
+            expected += enc(k) + enc(v)
+        }
+        #expect(hexString(event.encoded) == hexString(expected))
+        #expect(event.sortedKeys == ["B", "a", "a_b", "\u{C6}", "\u{212B}"])
+    }
+
     @Test("trial_started payload is built as PROTOCOL.md §6 and the chain vector say")
     func trialStartedPayload() throws {
         let f = try Fixture.vectors()
