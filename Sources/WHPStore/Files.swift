@@ -9,7 +9,10 @@ import WHPCore
 /// A failure at the file-system edge. Each case says what to do about it.
 public struct FileError: Error, CustomStringConvertible, Sendable {
     public var description: String
-    public init(_ d: String) { description = d }
+    /// The folder's content breaks a config rule (a symbolic link, a special
+    /// file): a failed check, not an I/O problem.
+    public var isConfigError: Bool
+    public init(_ d: String, configError: Bool = false) { description = d; isConfigError = configError }
 }
 
 /// The trial's key files (`seed.hex`, `pseudonym.key`, `evaluation.key`): 64
@@ -73,12 +76,12 @@ public enum ConfigFolder {
             var st = stat()
             guard lstat(full, &st) == 0 else { throw FileError("\(full): cannot stat (\(errnoText()))") }
             switch st.st_mode & S_IFMT {
-            case S_IFLNK: throw FileError("\(full): a symbolic link in the config folder is not allowed (its target would escape the config hash)")
+            case S_IFLNK: throw FileError("\(full): a symbolic link in the config folder is not allowed (its target would escape the config hash)", configError: true)
             case S_IFDIR: try walk(full, relative: rel, into: &out)
             case S_IFREG:
                 guard let data = FileManager.default.contents(atPath: full) else { throw FileError("\(full): cannot read") }
                 out.append(ConfigFile(path: rel, bytes: [UInt8](data)))
-            default: throw FileError("\(full): not a regular file")
+            default: throw FileError("\(full): not a regular file", configError: true)
             }
         }
     }

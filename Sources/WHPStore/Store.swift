@@ -41,7 +41,8 @@ public final class Store: @unchecked Sendable {
         }
         let q = try DatabaseQueue(path: path, configuration: configuration(readonly: readonly))
         let store = Store(queue: q, path: path)
-        guard try store.head() != nil else {
+        // Only whether the log has begun: a tampered head must still open, so verify can report it.
+        guard try q.read({ db in try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM events)") }) == true else {
             throw StoreError("the store at \(path) has no trial_started event: it was not initialised by `whp init`")
         }
         return store
@@ -83,6 +84,13 @@ public final class Store: @unchecked Sendable {
 
     public func head() throws -> ChainHead? {
         try queue.read { db in try StoreTransaction.readHead(db) }
+    }
+
+    /// The newest event's seq and hash exactly as stored, unchecked (what a checkpoint records).
+    public func storedHead() throws -> (seq: Int, hash: String)? {
+        try queue.read { db in
+            try Row.fetchOne(db, sql: "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").map { ($0[0], $0[1]) }
+        }
     }
 
     /// Streams the log in `seq` order without holding it in memory.

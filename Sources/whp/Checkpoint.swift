@@ -17,10 +17,10 @@ struct Checkpoint: ParsableCommand {
     func run() throws {
         let store: Store
         do { store = try Store.open(path: common.storePath, readonly: true) } catch { throw Failure.io("\(error)") }
-        guard let trial = try store.read({ try $0.trial() }), let head = try store.head() else {
+        guard let trial = try store.read({ try $0.trial() }), let head = try store.storedHead() else {
             throw Failure.failed("the store holds no trial")
         }
-        let obj: JSONObject = ["trial_id": .string(trial.trialID), "seq": .int(head.seq), "head": .string(head.hash.hex)]
+        let obj: JSONObject = ["trial_id": .string(trial.trialID), "seq": .int(head.seq), "head": .string(head.hash)]
         stdout(String(decoding: JSON.encode(.object(obj)), as: UTF8.self))
     }
 

@@ -86,7 +86,7 @@ func loadConfig(_ dir: String) throws -> (TrialConfig, Bytes32, [ConfigFile]) {
             throw Failure.failed("invalid district-config: \(dir)/\(error.description)")
         }
     } catch let e as FileError {
-        throw Failure.io(e.description)
+        throw e.isConfigError ? Failure.failed("invalid district-config: \(e.description)") : Failure.io(e.description)
     }
 }
 
