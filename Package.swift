@@ -73,6 +73,10 @@ let package = Package(
             dependencies: ["WHPCore", "WHPTestSupport", "whp"]
         ),
         .testTarget(
+            name: "WHPReliabilityTests",
+            dependencies: ["WHPCore", "WHPStore", "WHPService", "WHPTestSupport", "whp"]
+        ),
+        .testTarget(
             name: "WHPCLITests",
             dependencies: ["WHPCore", "WHPStore", "WHPTestSupport", "whp"]
         ),
