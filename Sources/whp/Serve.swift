@@ -36,6 +36,8 @@ enum ServeSetup {
             throw Failure.failed("district-config hashes to \(configHash.hex) but the trial was started with \(trial.configHash); the config of a running trial never changes (restore it, or point --config at the trial's folder)")
         }
         let keys = ServiceKeys(seed: try readKey(common.seedPath), pseudonym: try readKey(common.pseudonymKeyPath))
+        // serve never uses the evaluation key, but a key file others can read is a leak all the same.
+        _ = try readKey(common.evaluationKeyPath)
         guard Derivation.commitment(trialID: trial.trialID, seed: keys.seed).hex == trial.commitment else {
             throw Failure.failed("\(common.seedPath) is not the seed this trial committed to")
         }

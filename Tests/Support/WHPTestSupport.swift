@@ -195,3 +195,56 @@ public enum Req {
         return prefixes[(n / 1_000_000) % prefixes.count] + String(format: "%06d", n % 1_000_000) + ["A", "B", "C", "D"][n % 4]
     }
 }
+
+// MARK: - Streaming sessions (appended for the service suites)
+
+/// Like `runWHP`, but feeds stdin from a background thread while stdout is read,
+/// so a session whose input and output both exceed the pipe buffers cannot
+/// deadlock. `stdin` is sent byte for byte (raw lines, CRLF, invalid UTF-8).
+@discardableResult
+public func runWHPStreaming(_ args: [String], env: [String: String] = [:], stdin: Data) throws -> RunResult {
+    let p = Process()
+    p.executableURL = WHPBinary.url
+    p.arguments = args
+    var environment = ProcessInfo.processInfo.environment
+    environment["WHP_LOG"] = "warning"
+    for (k, v) in env { environment[k] = v }
+    p.environment = environment
+    let out = Pipe(), err = Pipe(), inp = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = inp
+    try p.run()
+    let group = DispatchGroup()
+    let writer = inp.fileHandleForWriting
+    group.enter()
+    DispatchQueue.global().async {
+        // The child may exit before reading everything (a start-up guard): ignore EPIPE.
+        try? writer.write(contentsOf: stdin)
+        try? writer.close()
+        group.leave()
+    }
+    nonisolated(unsafe) var errData = Data()
+    group.enter()
+    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    p.waitUntilExit()
+    return RunResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                     stderr: String(decoding: errData, as: UTF8.self))
+}
+
+extension TrialFolder {
+    /// `whp serve` over raw input bytes (fed concurrently); returns the response lines.
+    public func serveBytes(_ input: Data, now: String = "2019-06-01T12:00:00Z") throws -> (RunResult, [String]) {
+        let r = try runWHPStreaming(["serve"] + common, env: ["WHP_NOW": now], stdin: input)
+        var lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if lines.last == "" { lines.removeLast() }
+        return (r, lines)
+    }
+
+    /// `serve` for sessions of any size: lines joined with `\n`, fed concurrently.
+    public func serveStreaming(_ lines: [String], now: String = "2019-06-01T12:00:00Z") throws -> (RunResult, [String]) {
+        try serveBytes(Data((lines.joined(separator: "\n") + "\n").utf8), now: now)
+    }
+}
