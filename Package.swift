@@ -38,6 +38,8 @@ let package = Package(
             dependencies: [
                 "WHPCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // The C API under GRDB, for the hot statements (bound and stepped directly).
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

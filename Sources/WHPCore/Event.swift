@@ -33,7 +33,10 @@ public struct Event: Sendable, Equatable {
     public var sortedKeys: [String] { payload.keys.sorted { $0.utf8Precedes($1) } }
 
     /// `E_n`, the bytes that are hashed into the chain.
-    public var encoded: [UInt8] {
+    public var encoded: [UInt8] { encoded(sortedKeys: sortedKeys) }
+
+    /// `E_n` with the keys already in byte order (callers that also store the payload sort once).
+    public func encoded(sortedKeys: [String]) -> [UInt8] {
         var w = ByteWriter(capacity: 64 + payload.count * 48)
         w.enc("whp/event/v1")
         w.u64(UInt64(seq))
@@ -51,8 +54,12 @@ public struct Event: Sendable, Equatable {
 public enum Chain {
     /// `h_n = H(h_{n−1} ‖ E_n)`.
     public static func next(previous: Bytes32, event: Event) -> Bytes32 {
+        next(previous: previous, encoded: event.encoded)
+    }
+
+    public static func next(previous: Bytes32, encoded: [UInt8]) -> Bytes32 {
         var bytes = previous.bytes
-        bytes.append(contentsOf: event.encoded)
+        bytes.append(contentsOf: encoded)
         return Crypto.sha256(bytes)
     }
 }

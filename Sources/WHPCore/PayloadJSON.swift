@@ -7,6 +7,15 @@ public enum PayloadJSON {
         String(decoding: JSON.encodeFlatStringMap(payload), as: UTF8.self)
     }
 
+    /// The same, with the keys already sorted by UTF-8 bytes.
+    public static func encode(_ payload: [String: String], sortedKeys: [String]) -> String {
+        var w = JSONWriter(capacity: 16 + payload.count * 40)
+        w.beginObject()
+        for k in sortedKeys { w.key(k); w.string(payload[k]!) }
+        w.endObject()
+        return String(decoding: w.bytes, as: UTF8.self)
+    }
+
     public static func decode(_ text: String) throws(JSONParseError) -> [String: String] {
         try JSON.parseFlatStringMap(Array(text.utf8))
     }

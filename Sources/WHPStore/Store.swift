@@ -153,12 +153,15 @@ public struct ReferralRecord: Sendable, Equatable {
     public var arm: String?
     public var flag: String?
 
-    init(row: Row) {
-        referralID = row["referral_id"]; referredSeq = row["referred_seq"]; claimant = row["claimant"]
-        district = row["district"]; group = row["grp"]; referralDate = row["referral_date"]; status = row["status"]
-        cancelReason = row["cancel_reason"]; runID = row["run_id"]; gkDate = row["gk_date"]; rule = row["rule"]
-        stratum = row["stratum"]; arm = row["arm"]; flag = row["flag"]
+    /// Columns of `referralColumns`, in order.
+    init(_ r: RawStatement) {
+        referralID = r.text(0) ?? ""; referredSeq = r.int(1) ?? 0; claimant = r.text(2) ?? ""
+        district = r.text(3) ?? ""; group = r.text(4) ?? ""; referralDate = r.text(5) ?? ""; status = r.text(6) ?? ""
+        cancelReason = r.text(7); runID = r.text(8); gkDate = r.text(9); rule = r.text(10)
+        stratum = r.text(11); arm = r.text(12); flag = r.text(13)
     }
+
+    static let columns = "referral_id, referred_seq, claimant, district, grp, referral_date, status, cancel_reason, run_id, gk_date, rule, stratum, arm, flag"
 
     /// The true status as the domain knows it.
     public var trueStatus: ReferralStatus {
@@ -237,9 +240,11 @@ public struct StoreTransaction {
             }
             previous = Derivation.genesis(trialID: trialID, commitment: c)
         }
-        let hash = Chain.next(previous: previous, event: event)
-        try db.cachedStatement(sql: "INSERT INTO events(seq, type, payload, hash) VALUES (?, ?, ?, ?)")
-            .execute(arguments: [seq, type.rawValue, PayloadJSON.encode(payload), hash.hex])
+        // Keys are sorted once, for the hashed encoding and the stored JSON alike.
+        let keys = event.sortedKeys
+        let hash = Chain.next(previous: previous, encoded: event.encoded(sortedKeys: keys))
+        try RawStatement.exec(db, "INSERT INTO events(seq, type, payload, hash) VALUES (?, ?, ?, ?)",
+                              [.int(seq), .text(type.rawValue), .text(PayloadJSON.encode(payload, sortedKeys: keys)), .text(hash.hex)])
         try Projection.apply(event, db)
         head = ChainHead(seq: seq, hash: hash, recordedAt: payload["recorded_at"].flatMap(Instant.init) ?? head?.recordedAt)
         return event
@@ -252,28 +257,30 @@ public struct StoreTransaction {
         return TrialRecord(trialID: r[0], commitment: r[1], configHash: r[2], frontlineRCG: r[3])
     }
 
+    private func referralRows(_ sql: String, _ args: [SQLArg]) throws -> [ReferralRecord] {
+        let r = try RawStatement(db, "SELECT \(ReferralRecord.columns) FROM referrals " + sql, args)
+        var out: [ReferralRecord] = []
+        while try r.step() { out.append(ReferralRecord(r)) }
+        return out
+    }
+
     public func referral(_ id: String) throws -> ReferralRecord? {
-        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM referrals WHERE referral_id = ?"), arguments: [id])
-            .map(ReferralRecord.init(row:))
+        try referralRows("WHERE referral_id = ?", [.text(id)]).first
     }
 
     /// Every referral of a claimant, oldest first.
     public func referrals(claimant: String) throws -> [ReferralRecord] {
-        try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM referrals WHERE claimant = ? ORDER BY referred_seq"), arguments: [claimant])
-            .map(ReferralRecord.init(row:))
+        try referralRows("WHERE claimant = ? ORDER BY referred_seq", [.text(claimant)])
     }
 
     /// Referrals of a district awaiting the gatekeeper with `referral_date ≤ date`, in `referred` order.
     public func pending(district: String, upTo date: String) throws -> [ReferralRecord] {
-        try Row.fetchAll(db.cachedStatement(sql: """
-            SELECT * FROM referrals WHERE district = ? AND status = 'awaiting_gatekeeper' AND referral_date <= ?
-            ORDER BY referred_seq
-            """), arguments: [district, date]).map(ReferralRecord.init(row:))
+        try referralRows("WHERE district = ? AND status = 'awaiting_gatekeeper' AND referral_date <= ? ORDER BY referred_seq",
+                         [.text(district), .text(date)])
     }
 
     public func referrals(run: String) throws -> [ReferralRecord] {
-        try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM referrals WHERE run_id = ? ORDER BY referred_seq"), arguments: [run])
-            .map(ReferralRecord.init(row:))
+        try referralRows("WHERE run_id = ? ORDER BY referred_seq", [.text(run)])
     }
 
     public func run(_ id: String) throws -> RunRecord? {
@@ -342,36 +349,37 @@ public struct StoreTransaction {
 enum Projection {
     static func apply(_ e: Event, _ db: Database) throws {
         let p = e.payload
+        func t(_ k: String) -> SQLArg { SQLArg(p[k]) }
         switch e.eventType {
         case .trialStarted:
-            try db.cachedStatement(sql: """
+            try RawStatement.exec(db, """
                 INSERT INTO trial(one, trial_id, commitment, config_hash, method, block_multipliers, stratify_by_group, frontline_rcg, last_seq)
                 VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)
-                """).execute(arguments: [p["trial_id"], p["commitment"], p["config_hash"], p["method"],
-                                         p["block_multipliers"], p["stratify_by_group"], p["frontline_rcg"], e.seq])
+                """, [t("trial_id"), t("commitment"), t("config_hash"), t("method"), t("block_multipliers"),
+                      t("stratify_by_group"), t("frontline_rcg"), .int(e.seq)])
         case .referred:
-            try db.cachedStatement(sql: """
+            try RawStatement.exec(db, """
                 INSERT INTO referrals(referral_id, referred_seq, claimant, district, grp, referral_date, status, last_seq)
                 VALUES (?, ?, ?, ?, ?, ?, 'awaiting_gatekeeper', ?)
-                """).execute(arguments: [p["referral_id"], e.seq, p["claimant"], p["district"], p["group"], p["referral_date"], e.seq])
+                """, [t("referral_id"), .int(e.seq), t("claimant"), t("district"), t("group"), t("referral_date"), .int(e.seq)])
         case .cancelled:
-            try db.cachedStatement(sql: "UPDATE referrals SET status = 'cancelled', cancel_reason = ?, last_seq = ? WHERE referral_id = ?")
-                .execute(arguments: [p["reason"], e.seq, p["referral_id"]])
+            try RawStatement.exec(db, "UPDATE referrals SET status = 'cancelled', cancel_reason = ?, last_seq = ? WHERE referral_id = ?",
+                                  [t("reason"), .int(e.seq), t("referral_id")])
         case .gatekeeperDecision:
             let status = p["decision"] == "selected" ? "selected" : "not_selected"
-            try db.cachedStatement(sql: """
+            try RawStatement.exec(db, """
                 UPDATE referrals SET status = ?, run_id = ?, gk_date = ?, rule = ?, lottery_key = ?, last_seq = ? WHERE referral_id = ?
-                """).execute(arguments: [status, p["run_id"], p["gk_date"], p["rule"], p["lottery_key"], e.seq, p["referral_id"]])
-            try db.cachedStatement(sql: """
+                """, [.text(status), t("run_id"), t("gk_date"), t("rule"), t("lottery_key"), .int(e.seq), t("referral_id")])
+            try RawStatement.exec(db, """
                 INSERT INTO runs(run_id, district, gk_date, rule, capacity, first_seq, last_seq)
                 SELECT ?, district, ?, ?, ?, ?, ? FROM referrals WHERE referral_id = ?
                 ON CONFLICT(run_id) DO UPDATE SET last_seq = excluded.last_seq
-                """).execute(arguments: [p["run_id"], p["gk_date"], p["rule"], p["capacity"].flatMap { Int($0) }, e.seq, e.seq, p["referral_id"]])
+                """, [t("run_id"), t("gk_date"), t("rule"), SQLArg(p["capacity"].flatMap { Int($0) }), .int(e.seq), .int(e.seq), t("referral_id")])
         case .allocated:
             let arm = p["arm"] ?? ""
-            try db.cachedStatement(sql: """
+            try RawStatement.exec(db, """
                 UPDATE referrals SET status = ?, stratum = ?, alloc_index = ?, arm = ?, last_seq = ? WHERE referral_id = ?
-                """).execute(arguments: ["allocated_" + arm.lowercased(), p["stratum"], p["index"].flatMap { Int($0) }, arm, e.seq, p["referral_id"]])
+                """, [.text("allocated_" + arm.lowercased()), t("stratum"), SQLArg(p["index"].flatMap { Int($0) }), .text(arm), .int(e.seq), t("referral_id")])
             guard let stratum = p["stratum"], let index = p["index"].flatMap({ Int($0) }) else { return }
             var s = try self.stratum(stratum, db)
             s.nextIndex = index + 1
@@ -382,28 +390,30 @@ enum Projection {
                 }
             }
             if let a = Arm(rawValue: arm) { s.dealt[a, default: 0] += 1 }
-            try db.cachedStatement(sql: """
+            try RawStatement.exec(db, """
                 INSERT OR REPLACE INTO strata(stratum, next_index, block, block_start, block_size, dealt_whp, dealt_psc, dealt_rcg, last_seq)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """).execute(arguments: [stratum, s.nextIndex, s.block, s.blockStart, s.blockSize,
-                                         s.dealt[.whp, default: 0], s.dealt[.psc, default: 0], s.dealt[.rcg, default: 0], e.seq])
+                """, [.text(stratum), .int(s.nextIndex), .int(s.block), .int(s.blockStart), .int(s.blockSize),
+                      .int(s.dealt[.whp, default: 0]), .int(s.dealt[.psc, default: 0]), .int(s.dealt[.rcg, default: 0]), .int(e.seq)])
         case .optedOut:
-            try db.cachedStatement(sql: "INSERT OR IGNORE INTO opt_outs(claimant, date, last_seq) VALUES (?, ?, ?)")
-                .execute(arguments: [p["claimant"], p["date"], e.seq])
+            try RawStatement.exec(db, "INSERT OR IGNORE INTO opt_outs(claimant, date, last_seq) VALUES (?, ?, ?)",
+                                  [t("claimant"), t("date"), .int(e.seq)])
         case .flaggedInError:
-            try db.cachedStatement(sql: "UPDATE referrals SET flag = ?, last_seq = ? WHERE referral_id = ?")
-                .execute(arguments: [p["reason"], e.seq, p["referral_id"]])
+            try RawStatement.exec(db, "UPDATE referrals SET flag = ?, last_seq = ? WHERE referral_id = ?",
+                                  [t("reason"), .int(e.seq), t("referral_id")])
         case .disclosed, .exportMade, .none:
             break
         }
     }
 
     static func stratum(_ name: String, _ db: Database) throws -> StratumState {
-        guard let r = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM strata WHERE stratum = ?"), arguments: [name]) else {
-            return StratumState()
-        }
-        return StratumState(nextIndex: r["next_index"], block: r["block"], blockStart: r["block_start"], blockSize: r["block_size"],
-                            dealt: [.whp: r["dealt_whp"], .psc: r["dealt_psc"], .rcg: r["dealt_rcg"]].filter { $0.value > 0 })
+        let r = try RawStatement(db, "SELECT next_index, block, block_start, block_size, dealt_whp, dealt_psc, dealt_rcg FROM strata WHERE stratum = ?",
+                                 [.text(name)])
+        guard try r.step() else { return StratumState() }
+        let state = StratumState(nextIndex: r.int(0) ?? 0, block: r.int(1) ?? -1, blockStart: r.int(2) ?? 0, blockSize: r.int(3) ?? 0,
+                                 dealt: [.whp: r.int(4) ?? 0, .psc: r.int(5) ?? 0, .rcg: r.int(6) ?? 0].filter { $0.value > 0 })
+        while try r.step() {}
+        return state
     }
 }
 
