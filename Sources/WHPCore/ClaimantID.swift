@@ -37,11 +37,10 @@ public enum ClaimantID: Hashable, Sendable {
     /// BG, GB, KN, NK, NT, TN, ZZ not allocated), six digits, suffix A–D.
     static func isValidNINO(_ u: [UInt8]) -> Bool {
         guard u.count == 9 else { return false }
-        let first: Set<UInt8> = Set("ABCEGHJKLMNOPRSTWXYZ".utf8)
-        let second: Set<UInt8> = Set("ABCEGHJKLMNPRSTWXYZ".utf8)
-        guard first.contains(u[0]), second.contains(u[1]) else { return false }
-        let prefix = String(decoding: u[0..<2], as: UTF8.self)
-        guard !["BG", "GB", "KN", "NK", "NT", "TN", "ZZ"].contains(prefix) else { return false }
+        guard (0x41...0x5a).contains(u[0]), (0x41...0x5a).contains(u[1]),
+              ninoFirst[Int(u[0] - 0x41)], ninoSecond[Int(u[1] - 0x41)] else { return false }
+        let prefix = UInt16(u[0]) << 8 | UInt16(u[1])
+        guard !ninoUnallocatedPrefixes.contains(prefix) else { return false }
         guard u[2..<8].allSatisfy({ (0x30...0x39).contains($0) }) else { return false }
         return (0x41...0x44).contains(u[8])
     }
@@ -52,4 +51,13 @@ public struct Pseudonym: Hashable, Sendable, Comparable {
     public let hex: String
     public init(hex: String) { self.hex = hex }
     public static func < (a: Pseudonym, b: Pseudonym) -> Bool { a.hex < b.hex }
+}
+
+/// Letters allowed first and second in a NINO prefix, indexed by letter (A = 0).
+private let ninoFirst: [Bool] = (0..<26).map { Array("ABCEGHJKLMNOPRSTWXYZ".utf8).contains(UInt8(0x41 + $0)) }
+private let ninoSecond: [Bool] = (0..<26).map { Array("ABCEGHJKLMNPRSTWXYZ".utf8).contains(UInt8(0x41 + $0)) }
+/// Prefixes HMRC never allocates.
+private let ninoUnallocatedPrefixes: [UInt16] = ["BG", "GB", "KN", "NK", "NT", "TN", "ZZ"].map { p in
+    let u = Array(p.utf8)
+    return UInt16(u[0]) << 8 | UInt16(u[1])
 }

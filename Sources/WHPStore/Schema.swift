@@ -27,7 +27,7 @@ enum Schema {
                 last_seq INTEGER NOT NULL);
             CREATE INDEX IF NOT EXISTS referrals_by_claimant ON referrals(claimant, referred_seq);
             CREATE INDEX IF NOT EXISTS referrals_by_state ON referrals(district, status, referred_seq);
-            CREATE INDEX IF NOT EXISTS referrals_by_run ON referrals(run_id, referred_seq);
+            CREATE INDEX IF NOT EXISTS referrals_by_run ON referrals(run_id, referred_seq) WHERE run_id IS NOT NULL;
             CREATE TABLE IF NOT EXISTS runs(
                 run_id TEXT PRIMARY KEY, district TEXT NOT NULL, gk_date TEXT NOT NULL, rule TEXT NOT NULL,
                 capacity INTEGER, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL);
