@@ -5,7 +5,9 @@ import GRDB
 enum Schema {
     static let derivedTables = ["trial", "referrals", "runs", "strata", "opt_outs"]
 
-    static func create(_ db: Database) throws {
+    /// `serviceIndexes`: the secondary indexes the service's queries need; a
+    /// scratch rebuild for `verify` only inserts and compares, so it skips them.
+    static func create(_ db: Database, serviceIndexes: Bool = true) throws {
         try db.execute(sql: """
             CREATE TABLE IF NOT EXISTS events(
                 seq INTEGER PRIMARY KEY,
@@ -25,13 +27,9 @@ enum Schema {
                 cancel_reason TEXT, run_id TEXT, gk_date TEXT, rule TEXT, lottery_key TEXT,
                 stratum TEXT, alloc_index INTEGER, arm TEXT, flag TEXT,
                 last_seq INTEGER NOT NULL);
-            CREATE INDEX IF NOT EXISTS referrals_by_claimant ON referrals(claimant, referred_seq);
-            CREATE INDEX IF NOT EXISTS referrals_by_state ON referrals(district, status, referred_seq);
-            CREATE INDEX IF NOT EXISTS referrals_by_run ON referrals(run_id, referred_seq) WHERE run_id IS NOT NULL;
             CREATE TABLE IF NOT EXISTS runs(
                 run_id TEXT PRIMARY KEY, district TEXT NOT NULL, gk_date TEXT NOT NULL, rule TEXT NOT NULL,
                 capacity INTEGER, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL);
-            CREATE INDEX IF NOT EXISTS runs_by_district ON runs(district, gk_date);
             CREATE TABLE IF NOT EXISTS strata(
                 stratum TEXT PRIMARY KEY, next_index INTEGER NOT NULL, block INTEGER NOT NULL,
                 block_start INTEGER NOT NULL, block_size INTEGER NOT NULL,
@@ -39,6 +37,13 @@ enum Schema {
                 last_seq INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS opt_outs(
                 claimant TEXT PRIMARY KEY, date TEXT NOT NULL, last_seq INTEGER NOT NULL);
+            """)
+        guard serviceIndexes else { return }
+        try db.execute(sql: """
+            CREATE INDEX IF NOT EXISTS referrals_by_claimant ON referrals(claimant, referred_seq);
+            CREATE INDEX IF NOT EXISTS referrals_by_state ON referrals(district, status, referred_seq);
+            CREATE INDEX IF NOT EXISTS referrals_by_run ON referrals(run_id, referred_seq) WHERE run_id IS NOT NULL;
+            CREATE INDEX IF NOT EXISTS runs_by_district ON runs(district, gk_date);
             """)
     }
 }

@@ -64,7 +64,7 @@ public final class Store: @unchecked Sendable {
         var c = Configuration()
         c.prepareDatabase { db in try db.execute(sql: "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF") }
         let q = try DatabaseQueue(configuration: c)
-        try q.write { db in try Schema.create(db) }
+        try q.write { db in try Schema.create(db, serviceIndexes: false) }
         return Store(queue: q, path: ":memory:")
     }
 
