@@ -26,7 +26,9 @@ public struct RunResult: Sendable {
     public var stderr: String
 }
 
-/// Runs `whp ARGS` to completion.
+/// Runs `whp ARGS` to completion. stdin is fed from a background thread while
+/// stdout and stderr are read, so sessions larger than the pipe buffers cannot
+/// deadlock; it is sent byte for byte (raw lines, CRLF, invalid UTF-8).
 @discardableResult
 public func runWHP(_ args: [String], cwd: URL? = nil, env: [String: String] = [:], stdin: Data? = nil) throws -> RunResult {
     let p = Process()
@@ -42,10 +44,15 @@ public func runWHP(_ args: [String], cwd: URL? = nil, env: [String: String] = [:
     p.standardError = err
     p.standardInput = inp
     try p.run()
-    if let stdin { try inp.fileHandleForWriting.write(contentsOf: stdin) }
-    try inp.fileHandleForWriting.close()
-    // Read both pipes fully before waiting, so a large output cannot block the child.
     let group = DispatchGroup()
+    let writer = inp.fileHandleForWriting
+    group.enter()
+    DispatchQueue.global().async {
+        // The child may exit before reading everything (a start-up guard): ignore EPIPE.
+        if let stdin { try? writer.write(contentsOf: stdin) }
+        try? writer.close()
+        group.leave()
+    }
     nonisolated(unsafe) var errData = Data()
     group.enter()
     DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
@@ -198,40 +205,10 @@ public enum Req {
 
 // MARK: - Streaming sessions (appended for the service suites)
 
-/// Like `runWHP`, but feeds stdin from a background thread while stdout is read,
-/// so a session whose input and output both exceed the pipe buffers cannot
-/// deadlock. `stdin` is sent byte for byte (raw lines, CRLF, invalid UTF-8).
+/// The same as `runWHP` (kept for the suites that name it).
 @discardableResult
 public func runWHPStreaming(_ args: [String], env: [String: String] = [:], stdin: Data) throws -> RunResult {
-    let p = Process()
-    p.executableURL = WHPBinary.url
-    p.arguments = args
-    var environment = ProcessInfo.processInfo.environment
-    environment["WHP_LOG"] = "warning"
-    for (k, v) in env { environment[k] = v }
-    p.environment = environment
-    let out = Pipe(), err = Pipe(), inp = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    p.standardInput = inp
-    try p.run()
-    let group = DispatchGroup()
-    let writer = inp.fileHandleForWriting
-    group.enter()
-    DispatchQueue.global().async {
-        // The child may exit before reading everything (a start-up guard): ignore EPIPE.
-        try? writer.write(contentsOf: stdin)
-        try? writer.close()
-        group.leave()
-    }
-    nonisolated(unsafe) var errData = Data()
-    group.enter()
-    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
-    p.waitUntilExit()
-    return RunResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                     stderr: String(decoding: errData, as: UTF8.self))
+    try runWHP(args, env: env, stdin: stdin)
 }
 
 extension TrialFolder {
