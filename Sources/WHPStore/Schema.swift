@@ -3,7 +3,10 @@ import GRDB
 /// The store's tables. `events` is the log; every other table is derived from
 /// it by `Projection` and is rebuilt and compared by `verify` (check `derived_tables`).
 enum Schema {
-    static let derivedTables = ["trial", "referrals", "runs", "strata", "opt_outs"]
+    /// Each derived table with its primary key.
+    static let derivedTables: [(name: String, key: String)] = [
+        ("trial", "one"), ("referrals", "referral_id"), ("runs", "run_id"), ("strata", "stratum"), ("opt_outs", "claimant"),
+    ]
 
     /// `serviceIndexes`: the secondary indexes the service's queries need; a
     /// scratch rebuild for `verify` only inserts and compares, so it skips them.

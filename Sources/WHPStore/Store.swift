@@ -111,17 +111,21 @@ public final class Store: @unchecked Sendable {
         try queue.writeWithoutTransaction { db in try db.execute(sql: sql) }
     }
 
-    /// Rows of a derived table that differ between this store and `other`,
-    /// as the smallest `last_seq` involved (nil if the tables are equal).
-    func firstDifference(in table: String, against other: Store) throws -> (seq: Int?, rows: Int)? {
+    /// Rows of a derived table that differ between this store and `other`: how
+    /// many keys differ, and the first bad event. For one key the later of the
+    /// two sides' `last_seq` is to blame (a row the log no longer explains was
+    /// last touched by the missing or altered event); over all keys, the earliest.
+    func firstDifference(in table: String, key: String, against other: Store) throws -> (seq: Int?, rows: Int)? {
         try queue.writeWithoutTransaction { db in
             try db.execute(sql: "ATTACH DATABASE ? AS other", arguments: [other.path])
             defer { try? db.execute(sql: "DETACH DATABASE other") }
             let sql = """
-                SELECT MIN(last_seq), COUNT(*) FROM (
-                  SELECT * FROM (SELECT * FROM main.\(table) EXCEPT SELECT * FROM other.\(table))
-                  UNION ALL
-                  SELECT * FROM (SELECT * FROM other.\(table) EXCEPT SELECT * FROM main.\(table)))
+                SELECT MIN(bad), COUNT(*) FROM (
+                  SELECT k, MAX(last_seq) AS bad FROM (
+                    SELECT \(key) AS k, last_seq FROM (SELECT * FROM main.\(table) EXCEPT SELECT * FROM other.\(table))
+                    UNION ALL
+                    SELECT \(key) AS k, last_seq FROM (SELECT * FROM other.\(table) EXCEPT SELECT * FROM main.\(table)))
+                  GROUP BY k)
                 """
             let row = try Row.fetchOne(db, sql: sql)!
             let count: Int = row[1]
@@ -436,8 +440,8 @@ extension Store {
     public func compareDerivedTables(with rebuilt: Store) throws -> (table: String, seq: Int?, rows: Int)? {
         var worst: (table: String, seq: Int?, rows: Int)?
         for t in Schema.derivedTables {
-            if let d = try rebuilt.firstDifference(in: t, against: self) {
-                if worst == nil || (d.seq ?? Int.max) < (worst!.seq ?? Int.max) { worst = (t, d.seq, d.rows) }
+            if let d = try rebuilt.firstDifference(in: t.name, key: t.key, against: self) {
+                if worst == nil || (d.seq ?? Int.max) < (worst!.seq ?? Int.max) { worst = (t.name, d.seq, d.rows) }
             }
         }
         return worst

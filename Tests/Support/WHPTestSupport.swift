@@ -31,6 +31,7 @@ public struct RunResult: Sendable {
 /// deadlock; it is sent byte for byte (raw lines, CRLF, invalid UTF-8).
 @discardableResult
 public func runWHP(_ args: [String], cwd: URL? = nil, env: [String: String] = [:], stdin: Data? = nil) throws -> RunResult {
+    ignoreSIGPIPE()
     let p = Process()
     p.executableURL = WHPBinary.url
     p.arguments = args
@@ -62,6 +63,16 @@ public func runWHP(_ args: [String], cwd: URL? = nil, env: [String: String] = [:
     return RunResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                      stderr: String(decoding: errData, as: UTF8.self))
 }
+
+/// Writing to a child that has exited (a start-up guard refused to run) must
+/// fail with EPIPE, not kill the test process.
+public func ignoreSIGPIPE() {
+    _ = sigpipeIgnored
+}
+private let sigpipeIgnored: Bool = {
+    signal(SIGPIPE, SIG_IGN)
+    return true
+}()
 
 /// A trial in a fresh temporary folder: `config/`, `data/`, `seeds/`.
 public final class TrialFolder: @unchecked Sendable {
@@ -128,6 +139,7 @@ public final class ServeProcess: @unchecked Sendable {
     private var pending: [UInt8] = []
 
     public init(_ trial: TrialFolder, now: String? = "2019-06-01T12:00:00Z") throws {
+        ignoreSIGPIPE()
         process.executableURL = WHPBinary.url
         process.arguments = ["serve"] + trial.common
         var env = ProcessInfo.processInfo.environment
