@@ -65,7 +65,7 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         // Doors for the end-to-end suites: the real `whp` binary, temp trials, a live serve.
-        .target(name: "WHPTestSupport", path: "Tests/Support"),
+        .target(name: "WHPTestSupport", dependencies: ["WHPStore"], path: "Tests/Support"),
         .testTarget(
             name: "WHPServiceTests",
             dependencies: ["WHPCore", "WHPStore", "WHPService", "WHPTestSupport", "whp"]

@@ -1,4 +1,5 @@
 import Foundation
+import WHPStore
 
 /// Test doubles and doors for the suites that drive `whp` as users do: the
 /// real executable, a temporary trial folder, a live `whp serve` on pipes.
@@ -236,4 +237,43 @@ extension TrialFolder {
     public func serveStreaming(_ lines: [String], now: String = "2019-06-01T12:00:00Z") throws -> (RunResult, [String]) {
         try serveBytes(Data((lines.joined(separator: "\n") + "\n").utf8), now: now)
     }
+}
+
+// MARK: - Shared by the suites
+
+/// A seeded generator (SplitMix64), so a failing generated case can be replayed from its seed.
+public struct SplitMix: RandomNumberGenerator {
+    public var state: UInt64
+    public init(_ seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    public mutating func int(_ r: ClosedRange<Int>) -> Int { Int.random(in: r, using: &self) }
+    public mutating func chance(_ p: Double) -> Bool { Double.random(in: 0..<1, using: &self) < p }
+    public mutating func double(_ r: Range<Double>) -> Double { Double.random(in: r, using: &self) }
+    public mutating func pick<T>(_ a: [T]) -> T { a[int(0...a.count - 1)] }
+}
+
+/// One event as the store holds it, its payload parsed with Foundation (not the code under test).
+public struct LogEvent: Sendable {
+    public var seq: Int
+    public var type: String
+    public var payloadText: String
+    public var payload: [String: String]
+    public var hash: String
+}
+
+/// The whole log, read from the trial's store file.
+public func readLog(_ t: TrialFolder) throws -> [LogEvent] {
+    let store = try Store.open(path: t.store.path, readonly: true)
+    var out: [LogEvent] = []
+    try store.forEachEvent { e in
+        let obj = (try? JSONSerialization.jsonObject(with: Data(e.payloadText.utf8))) as? [String: String] ?? [:]
+        out.append(LogEvent(seq: e.seq, type: e.type, payloadText: e.payloadText, payload: obj, hash: e.hash))
+    }
+    return out
 }

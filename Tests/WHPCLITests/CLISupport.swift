@@ -73,25 +73,6 @@ func verifyBundleJSON(_ dir: URL, _ extra: [String] = []) throws -> (RunResult, 
     return (r, try VerifyReport(r.stdout))
 }
 
-/// One event as the store holds it, with its payload parsed independently.
-struct LogEvent {
-    var seq: Int
-    var type: String
-    var payloadText: String
-    var payload: [String: String]
-    var hash: String
-}
-
-/// The whole log, read from the store file.
-func readLog(_ t: TrialFolder) throws -> [LogEvent] {
-    let store = try Store.open(path: t.store.path, readonly: true)
-    var out: [LogEvent] = []
-    try store.forEachEvent { e in
-        let obj = (try? JSONSerialization.jsonObject(with: Data(e.payloadText.utf8))) as? [String: String] ?? [:]
-        out.append(LogEvent(seq: e.seq, type: e.type, payloadText: e.payloadText, payload: obj, hash: e.hash))
-    }
-    return out
-}
 
 /// Raw SQL on the store, as an insider with the database file would do it.
 func tamper(_ t: TrialFolder, _ sql: String) throws {

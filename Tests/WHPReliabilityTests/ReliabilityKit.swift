@@ -34,23 +34,8 @@ enum Env {
     }
 }
 
-// MARK: - A seeded generator (the seed is printed on failure so a run can be replayed)
+// (The seeded generator, SplitMix, is in WHPTestSupport; tests print its seed on failure.)
 
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func int(_ r: ClosedRange<Int>) -> Int { Int.random(in: r, using: &self) }
-    mutating func chance(_ p: Double) -> Bool { Double.random(in: 0..<1, using: &self) < p }
-    mutating func double(_ r: Range<Double>) -> Double { Double.random(in: r, using: &self) }
-    mutating func pick<T>(_ a: [T]) -> T { a[int(0...a.count - 1)] }
-}
 
 /// A seed for a run: `WHP_TEST_SEED` to replay one, else fresh.
 func runSeed() -> UInt64 {
@@ -313,23 +298,6 @@ struct Report: CustomStringConvertible {
 
 // MARK: - The log, read straight from the store
 
-struct LoggedEvent {
-    var seq: Int
-    var type: String
-    var payloadText: String
-    var payload: [String: String]
-    var hash: String
-}
-
-func readLog(_ t: TrialFolder) throws -> [LoggedEvent] {
-    let store = try Store.open(path: t.store.path, readonly: true)
-    var out: [LoggedEvent] = []
-    try store.forEachEvent { e in
-        out.append(LoggedEvent(seq: e.seq, type: e.type, payloadText: e.payloadText,
-                               payload: (try? PayloadJSON.decode(e.payloadText)) ?? [:], hash: e.hash))
-    }
-    return out
-}
 
 func sqlQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "''") + "'" }
 

@@ -116,7 +116,7 @@ final class BaseTrial: @unchecked Sendable {
     static let shared = Result { try BaseTrial() }
 
     let trial: TrialFolder
-    let log: [LoggedEvent]
+    let log: [LogEvent]
     let checkpointText: String
     var n: Int { log.count }
     var m: Int { log.count / 2 }
@@ -204,10 +204,10 @@ final class BaseTrial: @unchecked Sendable {
         return f.path
     }
 
-    func event(_ seq: Int) -> LoggedEvent { log[seq - 1] }
+    func event(_ seq: Int) -> LogEvent { log[seq - 1] }
 
     /// The first event at or after `seq` that carries an actor.
-    func withActor(from seq: Int) -> LoggedEvent { log[(seq - 1)...].first { $0.payload["actor"] != nil }! }
+    func withActor(from seq: Int) -> LogEvent { log[(seq - 1)...].first { $0.payload["actor"] != nil }! }
 
     func row(_ table: String, _ pos: Position) -> (key: String, lastSeq: Int) {
         let r = rows[table]!

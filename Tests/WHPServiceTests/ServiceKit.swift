@@ -204,21 +204,7 @@ struct Day: Comparable, Hashable, CustomStringConvertible {
     static func < (a: Day, b: Day) -> Bool { a.n < b.n }
 }
 
-// MARK: - A seeded generator (SplitMix64), so a failing case can be replayed
 
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func int(_ r: ClosedRange<Int>) -> Int { Int.random(in: r, using: &self) }
-    mutating func chance(_ p: Double) -> Bool { Double.random(in: 0..<1, using: &self) < p }
-}
 
 // MARK: - Independent re-derivation of ALLOCATION.md §2–§4
 
