@@ -4,7 +4,7 @@
 /// that is no longer a flat string map is caught, not guessed at.
 public enum PayloadJSON {
     public static func encode(_ payload: [String: String]) -> String {
-        String(decoding: JSON.encodeFlatStringMap(payload), as: UTF8.self)
+        encode(payload, sortedKeys: payload.keys.sorted { $0.utf8Precedes($1) })
     }
 
     /// The same, with the keys already sorted by UTF-8 bytes.

@@ -85,16 +85,6 @@ public enum ConfigFolder {
             }
         }
     }
-
-    /// Reads, parses and hashes the folder in one step.
-    public static func load(_ dir: String) throws(FileError) -> (TrialConfig, Bytes32) {
-        let files = try read(dir)
-        do {
-            return (try TrialConfig.parse(files: files), TrialConfig.hash(of: files))
-        } catch {
-            throw FileError("\(dir)/\(error.description)")
-        }
-    }
 }
 
 /// `SEEDS/<trial_id>.commitment.json`: the public commitment to the seed.
