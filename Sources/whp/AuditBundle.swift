@@ -25,8 +25,7 @@ struct AuditBundle: ParsableCommand {
 
     func run() throws {
         let (config, _, files) = try loadConfig(common.config)
-        let store: Store
-        do { store = try Store.open(path: common.storePath, readonly: true) } catch { throw Failure.io("\(error)") }
+        let store = try openStore(common)
         let fm = FileManager.default
         if let existing = try? fm.contentsOfDirectory(atPath: out), !existing.isEmpty {
             throw Failure.io("\(out) is not empty; an audit bundle goes into a new folder")

@@ -15,8 +15,7 @@ struct Checkpoint: ParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() throws {
-        let store: Store
-        do { store = try Store.open(path: common.storePath, readonly: true) } catch { throw Failure.io("\(error)") }
+        let store = try openStore(common)
         guard let trial = try store.read({ try $0.trial() }), let head = try store.storedHead() else {
             throw Failure.failed("the store holds no trial")
         }

@@ -35,8 +35,7 @@ struct Export: ParsableCommand {
         guard let format = ExportFormat(rawValue: format) else { throw ValidationError("--format must be csv or jsonl") }
         guard let precision = DatePrecision(rawValue: datePrecision) else { throw ValidationError("--date-precision must be day, week or month") }
         let (config, configHash, _) = try loadConfig(common.config)
-        let store: Store
-        do { store = try Store.open(path: common.storePath) } catch { throw Failure.io("\(error)") }
+        let store = try openStore(common, readonly: false)
         guard let trial = try store.read({ try $0.trial() }), trial.configHash == configHash.hex else {
             throw Failure.failed("district-config does not match the trial's config hash; export with the trial's own config")
         }

@@ -23,8 +23,7 @@ struct Report: ParsableCommand {
 
         func run() throws {
             let (config, _, _) = try loadConfig(common.config)
-            let store: Store
-            do { store = try Store.open(path: common.storePath, readonly: true) } catch { throw Failure.io("\(error)") }
+            let store = try openStore(common)
             var flow = ConsortFlow()
             try store.read { tx in try tx.forEachReferralFact { flow.add($0) } }
             stdout(flow.table(config: config))
@@ -58,8 +57,7 @@ struct Report: ParsableCommand {
         func run() throws {
             guard alpha > 0, alpha < 1 else { throw ValidationError("--alpha must be between 0 and 1") }
             let (config, _, _) = try loadConfig(common.config)
-            let store: Store
-            do { store = try Store.open(path: common.storePath, readonly: true) } catch { throw Failure.io("\(error)") }
+            let store = try openStore(common)
             let report = Balance.report(try store.read { try $0.allocations() }, config: config, alpha: alpha)
             stdout(Balance.text(report, config: config, publish: publish))
             if !report.ok { throw ExitCode(1) }

@@ -54,8 +54,7 @@ enum Auditor {
 
     static func verifyStore(common: CommonOptions, seedsDir: String, seed: Bytes32?, checkpoint: CheckpointValue?) throws -> AuditReport {
         let (config, configHash, _) = try loadConfig(common.config)
-        let store: Store
-        do { store = try Store.open(path: common.storePath, readonly: true) } catch { throw Failure.io("\(error)") }
+        let store = try openStore(common)
         let commitment = try? CommitmentFile.read(CommitmentFile.path(seedsDir: seedsDir, trialID: config.trialID))
         var verifier = AuditVerifier(config: config, configHash: configHash, seed: seed,
                                      commitmentFile: commitment.map { ($0.trialID, $0.commitment, $0.configHash) })

@@ -90,6 +90,11 @@ func loadConfig(_ dir: String) throws -> (TrialConfig, Bytes32, [ConfigFile]) {
     }
 }
 
+/// Opens the trial's store for a command; a missing or unreadable store is an I/O error (exit 2).
+func openStore(_ common: CommonOptions, readonly: Bool = true) throws -> Store {
+    do { return try Store.open(path: common.storePath, readonly: readonly) } catch { throw Failure.io("\(error)") }
+}
+
 func readKey(_ path: String) throws -> Bytes32 {
     do { return try KeyFile.read(path) } catch { throw Failure.failed(error.description) }
 }
