@@ -43,7 +43,7 @@ struct AuditBundle: ParsableCommand {
             try writeDurably(CommitmentFile.path(seedsDir: out, trialID: config.trialID), Array(commitment.json.utf8))
         } catch { throw Failure.io("cannot write the bundle: \(error)") }
 
-        guard let handle = openForWriting(out + "/events.jsonl") else { throw Failure.io("\(out)/events.jsonl: cannot create") }
+        let file = try HashingFile(out + "/events.jsonl")
         var count = 0
         var buffer: [UInt8] = []
         buffer.reserveCapacity(1 << 20)
@@ -56,11 +56,10 @@ struct AuditBundle: ParsableCommand {
             buffer.append(contentsOf: JSON.encode(.string(e.hash)))
             buffer.append(contentsOf: Array("}\n".utf8))
             count += 1
-            if buffer.count > 1 << 20 { handle.write(Data(buffer)); buffer.removeAll(keepingCapacity: true) }
+            if buffer.count > 1 << 20 { try file.write(buffer); buffer.removeAll(keepingCapacity: true) }
         }
-        handle.write(Data(buffer))
-        try handle.synchronize()
-        try handle.close()
+        try file.write(buffer)
+        _ = try file.finish()
         FileHandle.standardError.write(Data("whp: the bundle is confidential while the trial runs (ALLOCATION.md §9)\n".utf8))
         stdout("audit bundle written to \(out): \(count) events, district-config (\(files.count) files), \(config.trialID).commitment.json")
     }
