@@ -84,11 +84,9 @@ struct Demo: ParsableCommand {
         let config = try loadConfig(common.config)
         say("   " + (try EvaluationExport(config: config.0, configHash: config.1, key: key, format: .csv, precision: .month,
                                          out: root + "/export", progress: false, clock: clock).run(store)))
-        var flow = ConsortFlow()
-        try store.read { tx in try tx.forEachReferralFact { flow.add($0) } }
         say("")
         say("5. whp report consort")
-        say(flow.table(config: config.0))
+        say(try consortFlow(store).table(config: config.0))
         say("\nDone. Try: whp verify --data \(common.data) --config \(common.config) --seeds \(root)/seeds")
     }
 

@@ -23,9 +23,7 @@ struct Report: ParsableCommand {
 
         func run() throws {
             let (config, _, _) = try loadConfig(common.config)
-            let store = try openStore(common)
-            var flow = ConsortFlow()
-            try store.read { tx in try tx.forEachReferralFact { flow.add($0) } }
+            let flow = try consortFlow(try openStore(common))
             stdout(flow.table(config: config))
             if let svg {
                 do { try writeDurably(svg, Array(flow.svg(config: config).utf8)) } catch { throw Failure.io(error.description) }
@@ -63,4 +61,11 @@ struct Report: ParsableCommand {
             if !report.ok { throw ExitCode(1) }
         }
     }
+}
+
+/// The trial's CONSORT flow, counted from every referral in the store.
+func consortFlow(_ store: Store) throws -> ConsortFlow {
+    var flow = ConsortFlow()
+    try store.read { tx in try tx.forEachReferralFact { flow.add($0) } }
+    return flow
 }
