@@ -9,12 +9,17 @@ let package = Package(
         .library(name: "WHPCore", targets: ["WHPCore"]),
         .library(name: "WHPStore", targets: ["WHPStore"]),
         .library(name: "WHPService", targets: ["WHPService"]),
+        .library(name: "WHPPostgres", targets: ["WHPPostgres"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // The PostgreSQL store (issue #6): several `whp serve` instances, one trial.
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
     ],
     targets: [
         // OpenSSL's libcrypto (Debian: libssl-dev). Kept out of the public surface:
@@ -43,6 +48,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The same store on PostgreSQL, through vapor/postgres-nio: chosen by
+        // `--store postgres://…`, for several instances sharing one trial.
+        .target(
+            name: "WHPPostgres",
+            dependencies: [
+                "WHPStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The wire protocol: strict JSON, requests, ops, the stdio loop.
         .target(
             name: "WHPService",
@@ -54,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "whp",
             dependencies: [
-                "WHPCore", "WHPStore", "WHPService",
+                "WHPCore", "WHPStore", "WHPPostgres", "WHPService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -65,7 +83,7 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         // Doors for the end-to-end suites: the real `whp` binary, temp trials, a live serve.
-        .target(name: "WHPTestSupport", dependencies: ["WHPStore"], path: "Tests/Support"),
+        .target(name: "WHPTestSupport", dependencies: ["WHPStore", "WHPPostgres"], path: "Tests/Support"),
         .testTarget(
             name: "WHPServiceTests",
             dependencies: ["WHPCore", "WHPStore", "WHPService", "WHPTestSupport", "whp"]

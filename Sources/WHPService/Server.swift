@@ -195,7 +195,8 @@ public final class Server {
         var answers = [Answer?](repeating: nil, count: items.count)
         if decoded.contains(where: { if case .success = $0 { true } else { false } }) {
             do {
-                try store.write { tx in
+                // Safe to run again after a lost race: answers are only collected here.
+                try store.write(retry: true) { tx in
                     for (i, d) in decoded.enumerated() {
                         if case .success(let r) = d { answers[i] = try engine.execute(r, &tx, now: now) }
                     }

@@ -33,11 +33,22 @@ struct Init: ParsableCommand {
 enum TrialSetup {
     static func initialise(common: CommonOptions, seedsDir: String, importSeed: String?, now: Instant) throws -> String {
         let (config, configHash, _) = try loadConfig(common.config)
-        if FileManager.default.fileExists(atPath: common.storePath) {
-            if let store = try? Store.open(path: common.storePath, readonly: true), let head = try? store.head() {
-                throw Failure.failed("\(common.storePath) already holds a trial (\(head.seq) events); init runs once per store")
+        let location = common.storeLocation
+        // Refuse a store that already holds a trial before any key or commitment is written.
+        var backend: (any StoreBackend)?
+        switch location {
+        case .sqlite(let path):
+            if FileManager.default.fileExists(atPath: path) {
+                if let store = try? Store.open(path: path, readonly: true), let head = try? store.head() {
+                    throw Failure.failed("\(path) already holds a trial (\(head.seq) events); init runs once per store")
+                }
+                throw Failure.failed("\(path) already exists; init runs once per store (move it away to start afresh)")
             }
-            throw Failure.failed("\(common.storePath) already exists; init runs once per store (move it away to start afresh)")
+        case .postgres:
+            do { backend = try location.backend() } catch { throw Failure.io("\(error)") }
+            if let store = try? Store.open(backend: backend!), let head = try? store.head() {
+                throw Failure.failed("\(location) already holds a trial (\(head.seq) events); init runs once per store")
+            }
         }
         do {
             try FileManager.default.createDirectory(atPath: common.keysDir, withIntermediateDirectories: true,
@@ -68,7 +79,7 @@ enum TrialSetup {
         do { try file.write(commitmentPath) } catch { throw Failure.failed(error.description) }
 
         let store: Store
-        do { store = try Store.create(path: common.storePath) } catch { throw Failure.io("cannot create the store at \(common.storePath): \(error)") }
+        do { store = try Store.create(backend: backend ?? location.backend(create: true)) } catch { throw Failure.io("cannot create the store at \(location): \(error)") }
         let head = try store.write { tx in
             try tx.append(.trialStarted, config.trialStartedPayload(commitment: commitment, configHash: configHash, recordedAt: now))
             return tx.head!
@@ -77,7 +88,7 @@ enum TrialSetup {
             trial \(config.trialID) started
               commitment   \(commitment.hex)  (published in \(commitmentPath))
               config hash  \(configHash.hex)
-              store        \(common.storePath)  (event 1, head \(head.hash.hex))
+              store        \(location)  (event 1, head \(head.hash.hex))
               keys         \(common.keysDir)/  (mode 0600: keep them secret and backed up)
             """
     }

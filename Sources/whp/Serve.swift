@@ -30,7 +30,7 @@ enum ServeSetup {
     static func server(common: CommonOptions, clock: any ServiceClock, logger: Logger, input: Int32, output: Int32) throws -> Server {
         let (config, configHash, _) = try loadConfig(common.config)
         let store: Store
-        do { store = try Store.open(path: common.storePath) } catch { throw Failure.failed("\(error)") }
+        do { store = try Store.open(backend: common.storeLocation.backend()) } catch { throw Failure.failed("\(error)") }
         guard let trial = try store.read({ try $0.trial() }) else { throw Failure.failed("the store has no trial record") }
         guard trial.configHash == configHash.hex else {
             throw Failure.failed("district-config hashes to \(configHash.hex) but the trial was started with \(trial.configHash); the config of a running trial never changes (restore it, or point --config at the trial's folder)")
@@ -43,6 +43,7 @@ enum ServeSetup {
         }
         let engine = Engine(config: config, configHash: configHash, keys: keys)
         logger.info("serving trial \(trial.trialID) (\(config.frontlineRCG.rawValue) RCG policy)")
+        logger.info("store: \(common.storeLocation)")
         return Server(engine: engine, store: store, clock: clock, logger: logger, input: input, output: output)
     }
 }

@@ -61,18 +61,22 @@ enum Auditor {
         let rebuilt = try Store.scratch()
         var count = 0, head = "", hashes: [Int: String] = [:]
         var unparsable: Int?
-        try rebuilt.rebuild { project in
-            try store.forEachEvent { e in
-                let payload = try? PayloadJSON.decode(e.payloadText)
-                verifier.consume(seq: e.seq, type: e.type, payload: payload, storedHash: e.hash)
-                if let payload { try project(Event(seq: e.seq, type: e.type, payload: payload)) } else if unparsable == nil { unparsable = e.seq }
-                count += 1; head = e.hash
-                if let checkpoint, e.seq == checkpoint.seq { hashes[e.seq] = e.hash }
+        // One snapshot for the log and the derived tables: a trial being served
+        // while it is verified is judged as of one head.
+        let (report0, diff) = try store.snapshot { snapshot in
+            try rebuilt.rebuild { project in
+                try snapshot.forEachEvent { e in
+                    let payload = try? PayloadJSON.decode(e.payloadText)
+                    verifier.consume(seq: e.seq, type: e.type, payload: payload, storedHash: e.hash)
+                    if let payload { try project(Event(seq: e.seq, type: e.type, payload: payload)) } else if unparsable == nil { unparsable = e.seq }
+                    count += 1; head = e.hash
+                    if let checkpoint, e.seq == checkpoint.seq { hashes[e.seq] = e.hash }
+                }
             }
+            return (verifier.finish(events: count, head: head), try snapshot.compareDerivedTables(with: rebuilt))
         }
-        var report = verifier.finish(events: count, head: head)
+        var report = report0
         if let checkpoint { report.checks.append(checkpointCheck(checkpoint, trialID: config.trialID, found: hashes[checkpoint.seq], events: count)) }
-        let diff = try store.compareDerivedTables(with: rebuilt)
         report.checks.append(diff.map {
             CheckResult(name: "derived_tables", ok: false,
                         detail: "table \($0.table): \($0.rows) row(s) differ from the rebuild from the log", firstBadSeq: $0.seq ?? unparsable)

@@ -63,7 +63,12 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The trial's data folder: the store and keys/.", valueName: "DIR"))
     var data: String = ".whp"
 
-    var storePath: String { data + "/whp.sqlite" }
+    @Option(name: .long, help: ArgumentHelp(
+        "Where the trial's events live: postgres://user@host:port/database for a PostgreSQL trial shared by several instances (password in PGPASSWORD or the URL; ?sslmode=disable|prefer|require). Default: the SQLite file DATA/whp.sqlite. Keys stay in DATA/keys either way.",
+        valueName: "URL"))
+    var store: String?
+
+    var storeLocation: StoreLocation { store.map(StoreLocation.init) ?? .sqlite(data + "/whp.sqlite") }
     var keysDir: String { data + "/keys" }
     var seedPath: String { keysDir + "/seed.hex" }
     var pseudonymKeyPath: String { keysDir + "/pseudonym.key" }
@@ -90,9 +95,9 @@ func loadConfig(_ dir: String) throws -> (TrialConfig, Bytes32, [ConfigFile]) {
     }
 }
 
-/// Opens the trial's store for a command; a missing or unreadable store is an I/O error (exit 2).
+/// Opens the trial's store for a command; a missing or unreachable store is an I/O error (exit 2).
 func openStore(_ common: CommonOptions, readonly: Bool = true) throws -> Store {
-    do { return try Store.open(path: common.storePath, readonly: readonly) } catch { throw Failure.io("\(error)") }
+    do { return try Store.open(backend: common.storeLocation.backend(readonly: readonly)) } catch { throw Failure.io("\(error)") }
 }
 
 func readKey(_ path: String) throws -> Bytes32 {

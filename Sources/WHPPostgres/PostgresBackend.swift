@@ -1,0 +1,304 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PostgresNIO
+import WHPStore
+
+/// A trial on PostgreSQL, shared by any number of `whp serve` instances.
+///
+/// Same schema and SQL as the SQLite default (`WHPStore` writes it once over
+/// `SQLSession`); what differs is how writers serialise. Every write
+/// transaction first takes one transaction-scoped advisory lock, the chain
+/// lock, and only then reads the head; READ COMMITTED gives each later
+/// statement a snapshot that includes the previous holder's commit. So the
+/// instances append to one chain, one stratum sequence and one set of locks,
+/// in turn, and no claimant can be randomised twice by a race. `events.seq`
+/// is the primary key as a second line of defence: a writer that somehow
+/// appended without the lock could not fork the chain, only fail and retry.
+///
+/// The service loop is synchronous (read a group, commit, answer), so each
+/// statement waits for its round trip on the caller's thread; NIO's event
+/// loop does the socket work.
+public final class PostgresBackend: StoreBackend, @unchecked Sendable {
+    public let location: String
+    public var dialect: SQLDialect { .postgres }
+    let configuration: PostgresConnection.Configuration
+    let logger: Logger
+    private var connection: PostgresConnection?
+    private let lock = NSLock()
+    private var inTransaction = false
+    private var sqlCache: [String: String] = [:]
+
+    /// The advisory lock every writer of a trial takes; one trial per database.
+    static let chainLock = 0x7768_705F_6368_6169  // "whp_chai"
+
+    /// How many times a write that lost a race the server detected runs again.
+    public var retries = 8
+
+    init(location: String, configuration: PostgresConnection.Configuration, logger: Logger) {
+        self.location = location
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// PostgresNIO insists a connection is closed before it is released.
+    deinit {
+        if let c = connection, !c.isClosed { try? c.close().wait() }
+    }
+
+    /// Connects to `postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require]`.
+    /// The password may instead come from `PGPASSWORD`; it is never printed.
+    public static func connect(url: String, logger: Logger) throws -> PostgresBackend {
+        let target = try PostgresURL(url)
+        var tls: PostgresConnection.Configuration.TLS = .disable
+        if target.sslmode != "disable" {
+            let context: NIOSSLContext
+            do { context = try NIOSSLContext(configuration: .makeClientConfiguration()) } catch {
+                throw StoreError("cannot set up TLS for \(target.printable): \(error)")
+            }
+            tls = target.sslmode == "require" ? .require(context) : .prefer(context)
+        }
+        var c = PostgresConnection.Configuration(host: target.host, port: target.port, username: target.user,
+                                                 password: target.password ?? ProcessInfo.processInfo.environment["PGPASSWORD"],
+                                                 database: target.database, tls: tls)
+        c.options.connectTimeout = .seconds(10)
+        let backend = PostgresBackend(location: target.printable, configuration: c, logger: logger)
+        _ = try backend.connected()
+        return backend
+    }
+
+    /// The open connection, reconnecting if the last one was lost (a restarted
+    /// server, a failover): the next group after an outage is served again.
+    private func connected() throws -> PostgresConnection {
+        if let c = connection, !c.isClosed { return c }
+        connection = nil
+        do {
+            let c = try PostgresConnection.connect(on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration,
+                                                   id: 1, logger: logger).wait()
+            connection = c
+            return c
+        } catch {
+            throw StoreError("cannot connect to \(location): \(PostgresSession.describe(error))")
+        }
+    }
+
+    public func transaction<T>(_ kind: TransactionKind, retry: Bool, _ body: (any SQLSession) throws -> T) throws -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !inTransaction else { throw StoreError("a transaction is already open on \(location)") }
+        inTransaction = true
+        defer { inTransaction = false }
+        var attempt = 0
+        while true {
+            let session = PostgresSession(connection: try connected(), backend: self)
+            do {
+                switch kind {
+                case .read:
+                    try session.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", [])
+                case .write:
+                    try session.exec("BEGIN ISOLATION LEVEL READ COMMITTED", [])
+                    try session.exec("SELECT pg_advisory_xact_lock(?)", [.int(Self.chainLock)])
+                }
+                let result = try body(session)
+                try session.exec("COMMIT", [])
+                return result
+            } catch {
+                if session.connection.isClosed { connection = nil } else { try? session.exec("ROLLBACK", []) }
+                if retry, attempt < retries, PostgresSession.isLostRace(error) {
+                    attempt += 1
+                    logger.notice("write lost a race (\(PostgresSession.describe(error))); retrying (\(attempt))")
+                    continue
+                }
+                if error is StoreError { throw error }
+                throw StoreError("PostgreSQL at \(location): \(PostgresSession.describe(error))")
+            }
+        }
+    }
+
+    /// `?` placeholders become `$1…$n` (outside quoted literals), once per statement text.
+    func numbered(_ sql: String) -> String {
+        if let hit = sqlCache[sql] { return hit }
+        var out = ""
+        out.reserveCapacity(sql.utf8.count + 16)
+        var n = 0, quoted = false
+        for ch in sql {
+            if ch == "'" { quoted.toggle() }
+            if ch == "?" && !quoted {
+                n += 1
+                out += "$\(n)"
+            } else {
+                out.append(ch)
+            }
+        }
+        sqlCache[sql] = out
+        return out
+    }
+}
+
+/// Statements on one connection inside one transaction.
+final class PostgresSession: SQLSession {
+    let connection: PostgresConnection
+    unowned let backend: PostgresBackend
+    var dialect: SQLDialect { .postgres }
+    private var cursors = 0
+
+    init(connection: PostgresConnection, backend: PostgresBackend) {
+        self.connection = connection
+        self.backend = backend
+    }
+
+    private func run(_ sql: String, _ args: [SQLValue]) throws -> PostgresQueryResult {
+        var binds = PostgresBindings(capacity: args.count)
+        for a in args {
+            switch a {
+            case .text(let s): binds.append(s)
+            case .int(let i): binds.append(i)
+            case .null: binds.appendNull()
+            }
+        }
+        return try connection.query(PostgresQuery(unsafeSQL: backend.numbered(sql), binds: binds), logger: backend.logger).wait()
+    }
+
+    func exec(_ sql: String, _ args: [SQLValue]) throws {
+        _ = try run(sql, args)
+    }
+
+    func query(_ sql: String, _ args: [SQLValue], _ row: (any SQLRow) throws -> Void) throws {
+        for r in try run(sql, args).rows { try row(PostgresResultRow(r.makeRandomAccess())) }
+    }
+
+    /// A server-side cursor, fetched in batches: the rows of a 1,000,000-referral
+    /// export never sit in memory at once.
+    func stream(_ sql: String, _ args: [SQLValue], _ row: (any SQLRow) throws -> Void) throws {
+        cursors += 1
+        let name = "whp_cursor_\(cursors)"
+        try exec("DECLARE \(name) NO SCROLL CURSOR FOR " + sql, args)
+        let batch = 5000
+        while true {
+            let rows = try run("FETCH FORWARD \(batch) FROM \(name)", []).rows
+            for r in rows { try row(PostgresResultRow(r.makeRandomAccess())) }
+            if rows.count < batch { break }
+        }
+        try exec("CLOSE \(name)", [])
+    }
+
+    /// A write that lost a race the server detected: serialisation failure,
+    /// deadlock, or a chain seq another writer took first.
+    static func isLostRace(_ error: any Error) -> Bool {
+        guard let e = error as? PSQLError, let state = e.serverInfo?[.sqlState] else { return false }
+        if state == "40001" || state == "40P01" { return true }
+        return state == "23505" && e.serverInfo?[.constraintName] == "events_pkey"
+    }
+
+    /// The server's code and message, without the statement or its values
+    /// (which hold pseudonyms): what an operator needs, nothing more.
+    static func describe(_ error: any Error) -> String {
+        guard let e = error as? PSQLError else { return "\(error)" }
+        if let info = e.serverInfo {
+            return "SQLSTATE \(info[.sqlState] ?? "?"): \(info[.message] ?? "")"
+        }
+        if let underlying = e.underlying { return "\(e.code): \(underlying)" }
+        return "\(e.code)"
+    }
+}
+
+/// One row of a result, read by column index.
+struct PostgresResultRow: SQLRow {
+    let row: PostgresRandomAccessRow
+    init(_ row: PostgresRandomAccessRow) { self.row = row }
+
+    var columnCount: Int { row.count }
+
+    func text(_ i: Int) -> String? {
+        let cell = row[i]
+        guard cell.bytes != nil else { return nil }
+        switch cell.dataType {
+        case .int2, .int4, .int8: return int(i).map(String.init)
+        default: return try? cell.decode(String.self)
+        }
+    }
+
+    func int(_ i: Int) -> Int? {
+        let cell = row[i]
+        guard cell.bytes != nil else { return nil }
+        switch cell.dataType {
+        case .int2, .int4, .int8: return try? cell.decode(Int.self)
+        default: return (try? cell.decode(String.self)).flatMap { Int($0) }
+        }
+    }
+
+    func value(_ i: Int) -> SQLValue {
+        let cell = row[i]
+        guard cell.bytes != nil else { return .null }
+        switch cell.dataType {
+        case .int2, .int4, .int8: return SQLValue(int(i))
+        default: return SQLValue(text(i))
+        }
+    }
+}
+
+/// A `postgres://` URL, parsed without Foundation's URL quirks.
+struct PostgresURL {
+    var user: String
+    var password: String?
+    var host: String
+    var port: Int
+    var database: String
+    var sslmode: String
+
+    var printable: String { "postgres://\(user)@\(host):\(port)/\(database)" }
+
+    init(_ text: String) throws {
+        let bad = StoreError("--store must look like postgres://user@host:port/database (got a malformed URL)")
+        var rest: Substring
+        if text.hasPrefix("postgres://") { rest = text.dropFirst("postgres://".count) }
+        else if text.hasPrefix("postgresql://") { rest = text.dropFirst("postgresql://".count) }
+        else { throw bad }
+        var query: Substring = ""
+        if let q = rest.firstIndex(of: "?") { query = rest[rest.index(after: q)...]; rest = rest[..<q] }
+        guard let slash = rest.firstIndex(of: "/") else { throw bad }
+        database = String(rest[rest.index(after: slash)...]).removingPercentEncoding ?? ""
+        var authority = rest[..<slash]
+        user = ProcessInfo.processInfo.environment["USER"] ?? "postgres"
+        password = nil
+        if let at = authority.lastIndex(of: "@") {
+            let credentials = authority[..<at]
+            authority = authority[authority.index(after: at)...]
+            if let colon = credentials.firstIndex(of: ":") {
+                user = String(credentials[..<colon]).removingPercentEncoding ?? ""
+                password = String(credentials[credentials.index(after: colon)...]).removingPercentEncoding
+            } else {
+                user = String(credentials).removingPercentEncoding ?? ""
+            }
+        }
+        port = 5432
+        if let colon = authority.lastIndex(of: ":") {
+            guard let p = Int(authority[authority.index(after: colon)...]), (1...65535).contains(p) else { throw bad }
+            port = p
+            authority = authority[..<colon]
+        }
+        host = authority.isEmpty ? "localhost" : String(authority)
+        sslmode = "prefer"
+        for pair in query.split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1)
+            guard kv.count == 2 else { throw bad }
+            switch kv[0] {
+            case "sslmode":
+                guard ["disable", "prefer", "require"].contains(kv[1]) else {
+                    throw StoreError("sslmode must be disable, prefer or require (got \(kv[1]))")
+                }
+                sslmode = String(kv[1])
+            default:
+                throw StoreError("unknown option \(kv[0]) in the PostgreSQL URL (only sslmode is understood)")
+            }
+        }
+        guard !database.isEmpty, !user.isEmpty else { throw bad }
+    }
+}
+
+extension PostgresBackend {
+    /// The URL as it may be printed: without its password.
+    public static func printable(_ url: String) throws -> String { try PostgresURL(url).printable }
+}

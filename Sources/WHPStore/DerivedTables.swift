@@ -1,0 +1,132 @@
+/// A consistent view of the whole store, for `verify`: the log it streams and
+/// the derived tables it compares are read in one snapshot, so a trial that is
+/// being served while it is verified is judged as of one head.
+public struct StoreSnapshot {
+    let s: any SQLSession
+
+    /// Streams the log in `seq` order without holding it in memory.
+    public func forEachEvent(_ body: (StoredEvent) throws -> Void) throws {
+        try s.stream("SELECT seq, type, payload, hash FROM events ORDER BY seq", []) { r in
+            try body(StoredEvent(seq: r.int(0) ?? 0, type: r.text(1) ?? "", payloadText: r.text(2) ?? "", hash: r.text(3) ?? ""))
+        }
+    }
+}
+
+extension Store {
+    /// Runs `body` on one read snapshot of the store.
+    public func snapshot<T>(_ body: (StoreSnapshot) throws -> T) throws -> T {
+        try backend.transaction(.read, retry: false) { s in try body(StoreSnapshot(s: s)) }
+    }
+}
+
+/// The derived-table part of `verify`: the caller rebuilds the tables from the
+/// log into a scratch store; here each table of the trial's store is compared
+/// with its rebuild, row by row, by merging the two in key order a page at a
+/// time. It works across engines (a PostgreSQL trial against a SQLite scratch)
+/// because both order text bytewise (see `Schema`), and memory stays flat.
+extension StoreSnapshot {
+    /// The first failing table, how many keys differ, and the event to blame:
+    /// for one key the later of the two sides' `last_seq` (a row the log no
+    /// longer explains was last touched by the missing or altered event); over
+    /// all keys, the earliest.
+    public func compareDerivedTables(with rebuilt: Store) throws -> (table: String, seq: Int?, rows: Int)? {
+        var worst: (table: String, seq: Int?, rows: Int)?
+        for t in Schema.derivedTables {
+            if let d = try firstDifference(in: t.name, key: t.key, against: rebuilt) {
+                if worst == nil || (d.seq ?? Int.max) < (worst!.seq ?? Int.max) { worst = (t.name, d.seq, d.rows) }
+            }
+        }
+        return worst
+    }
+
+    func firstDifference(in table: String, key: String, against other: Store, pageSize: Int = 20_000) throws -> (seq: Int?, rows: Int)? {
+        let session = self.s
+        var mine = TablePager(table: table, key: key, pageSize: pageSize) { body in try body(session) }
+        var theirs = TablePager(table: table, key: key, pageSize: pageSize) { body in
+            try other.backend.transaction(.read, retry: false) { try body($0) }
+        }
+        var bad: Int?
+        var rows = 0
+        func blame(_ seq: Int?) {
+            rows += 1
+            if let seq, seq < (bad ?? Int.max) { bad = seq }
+        }
+        while true {
+            let a = try mine.peek(), b = try theirs.peek()
+            switch (a, b) {
+            case (nil, nil):
+                return rows == 0 ? nil : (bad, rows)
+            case let (a?, nil):
+                blame(a.lastSeq); mine.advance()
+            case let (nil, b?):
+                blame(b.lastSeq); theirs.advance()
+            case let (a?, b?):
+                if a.key == b.key {
+                    if a.values != b.values { blame(max(a.lastSeq ?? Int.min, b.lastSeq ?? Int.min)) }
+                    mine.advance(); theirs.advance()
+                } else if TablePager.precedes(a.key, b.key) {
+                    blame(a.lastSeq); mine.advance()
+                } else {
+                    blame(b.lastSeq); theirs.advance()
+                }
+            }
+        }
+    }
+}
+
+/// One table read in primary-key order, a page at a time (keyset paging, so
+/// each page is an index range scan on either engine).
+struct TablePager {
+    struct Row {
+        var key: SQLValue
+        var lastSeq: Int?
+        var values: [SQLValue]
+    }
+
+    let table: String
+    let key: String
+    let pageSize: Int
+    private var page: [Row] = []
+    private var index = 0
+    private var done = false
+
+    /// Runs a body in a read transaction of the table's store.
+    let read: ((any SQLSession) throws -> Void) throws -> Void
+
+    init(table: String, key: String, pageSize: Int, read: @escaping ((any SQLSession) throws -> Void) throws -> Void) {
+        self.table = table; self.key = key; self.pageSize = pageSize; self.read = read
+    }
+
+    mutating func peek() throws -> Row? {
+        if index < page.count { return page[index] }
+        if done { return nil }
+        let after = page.last?.key
+        page = []
+        index = 0
+        let sql = "SELECT \(key), last_seq, * FROM \(table)" + (after == nil ? "" : " WHERE \(key) > ?") + " ORDER BY \(key) LIMIT \(pageSize)"
+        var fetched: [Row] = []
+        try read { s in
+            try s.query(sql, after.map { [$0] } ?? []) { r in
+                var values: [SQLValue] = []
+                values.reserveCapacity(r.columnCount - 2)
+                for i in 2..<r.columnCount { values.append(r.value(i)) }
+                fetched.append(Row(key: r.value(0), lastSeq: r.int(1), values: values))
+            }
+        }
+        page = fetched
+        if page.count < pageSize { done = true }
+        return page.first
+    }
+
+    mutating func advance() { index += 1 }
+
+    /// Key order as both engines sort it: integers numerically, text bytewise.
+    static func precedes(_ a: SQLValue, _ b: SQLValue) -> Bool {
+        switch (a, b) {
+        case let (.int(x), .int(y)): x < y
+        case let (.text(x), .text(y)): x.utf8.lexicographicallyPrecedes(y.utf8)
+        case (.null, _): true
+        default: false
+        }
+    }
+}

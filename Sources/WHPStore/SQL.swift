@@ -1,0 +1,74 @@
+/// The seam between the trial's store logic and a database engine.
+///
+/// Everything that gives the store its meaning — the chain append, the
+/// projection into derived tables, the queries the ops and views run — is
+/// written once, over `SQLSession`, in the SQL both engines accept. A backend
+/// only supplies transactions with the right locking and a way to run a
+/// statement. So the SQLite default and PostgreSQL pass the same suites by
+/// construction rather than by parallel maintenance.
+
+/// A bound value: the only types the schema uses.
+public enum SQLValue: Sendable, Hashable {
+    case text(String)
+    case int(Int)
+    case null
+
+    public init(_ s: String?) { self = s.map(SQLValue.text) ?? .null }
+    public init(_ i: Int?) { self = i.map(SQLValue.int) ?? .null }
+}
+
+/// One result row, valid only inside the callback that receives it (SQLite
+/// hands out its statement's current row without copying).
+public protocol SQLRow {
+    var columnCount: Int { get }
+    func text(_ i: Int) -> String?
+    func int(_ i: Int) -> Int?
+    func value(_ i: Int) -> SQLValue
+}
+
+/// The few dialect differences the shared SQL has to know about.
+public enum SQLDialect: Sendable {
+    case sqlite
+    case postgres
+}
+
+/// Statements inside one transaction. Placeholders are `?`, in order.
+public protocol SQLSession: AnyObject {
+    var dialect: SQLDialect { get }
+    func exec(_ sql: String, _ args: [SQLValue]) throws
+    /// Runs a query whose result is small; `row` sees each row in order.
+    func query(_ sql: String, _ args: [SQLValue], _ row: (any SQLRow) throws -> Void) throws
+    /// Runs a query whose result may be larger than memory, delivering rows in
+    /// order without holding them all (a cursor on either engine).
+    func stream(_ sql: String, _ args: [SQLValue], _ row: (any SQLRow) throws -> Void) throws
+}
+
+/// What a transaction is for; the backend picks its isolation and locking.
+public enum TransactionKind: Sendable {
+    /// A consistent snapshot; nothing is written.
+    case read
+    /// Appends to the chain: serialised with every other writer of the trial,
+    /// from any process or instance, before the head is read.
+    case write
+}
+
+/// A database engine holding one trial.
+public protocol StoreBackend: AnyObject, Sendable {
+    /// Where the trial lives, printable (never with a password).
+    var location: String { get }
+    var dialect: SQLDialect { get }
+    /// Runs `body` in one transaction and commits it, or rolls back if it throws.
+    /// With `retry`, a write that loses a race the engine detects (serialisation
+    /// failure, deadlock) is rolled back and `body` runs again on fresh state; a
+    /// body with effects outside the transaction must not ask for it.
+    func transaction<T>(_ kind: TransactionKind, retry: Bool, _ body: (any SQLSession) throws -> T) throws -> T
+}
+
+extension SQLSession {
+    /// The first row's values, or nil when the query returns none.
+    func first<T>(_ sql: String, _ args: [SQLValue] = [], _ read: (any SQLRow) throws -> T) throws -> T? {
+        var out: T?
+        try query(sql, args) { r in if out == nil { out = try read(r) } }
+        return out
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+import GRDB
+import GRDBSQLite
+
+/// The embedded default: one SQLite file through GRDB, WAL with
+/// `synchronous = FULL`, so a commit that returned survives a crash or power cut.
+/// Writers take `BEGIN IMMEDIATE`, SQLite's file lock, before reading the
+/// head: processes sharing the file serialise and never fork the chain.
+public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
+    let queue: DatabaseQueue
+    public let path: String
+    public var location: String { path }
+    public var dialect: SQLDialect { .sqlite }
+
+    init(queue: DatabaseQueue, path: String) {
+        self.queue = queue
+        self.path = path
+    }
+
+    static func configuration(readonly: Bool = false) -> Configuration {
+        var c = Configuration()
+        c.journalMode = .wal
+        c.busyMode = .timeout(60)
+        c.readonly = readonly
+        c.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            // 32 MiB of page cache (the default is 2 MiB): the referral indexes stay
+            // in memory for large trials, within the service's 100 MiB budget.
+            try db.execute(sql: "PRAGMA cache_size = -32768")
+        }
+        return c
+    }
+
+    /// Opens (or, with `create`, creates) the file.
+    public static func open(path: String, readonly: Bool = false, create: Bool = false) throws -> SQLiteBackend {
+        guard create || FileManager.default.fileExists(atPath: path) else {
+            throw StoreError("no store at \(path): run `whp init` first (or pass --data DIR or --store)")
+        }
+        return SQLiteBackend(queue: try DatabaseQueue(path: path, configuration: configuration(readonly: readonly)), path: path)
+    }
+
+    /// A throw-away database in memory, for `verify`'s rebuild.
+    static func memory() throws -> SQLiteBackend {
+        var c = Configuration()
+        c.prepareDatabase { db in try db.execute(sql: "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF") }
+        return SQLiteBackend(queue: try DatabaseQueue(configuration: c), path: ":memory:")
+    }
+
+    public func transaction<T>(_ kind: TransactionKind, retry: Bool, _ body: (any SQLSession) throws -> T) throws -> T {
+        switch kind {
+        case .read:
+            return try queue.read { db in try body(SQLiteSession(db: db)) }
+        case .write:
+            // BEGIN IMMEDIATE waits (busy timeout) for the lock instead of failing
+            // mid-transaction, so there is no lost race to retry.
+            var result: T?
+            try queue.inTransaction(.immediate) { db in
+                result = try body(SQLiteSession(db: db))
+                return .commit
+            }
+            return result!
+        }
+    }
+
+    /// Runs raw SQL outside any transaction; for tests that tamper like an insider.
+    func executeRaw(_ sql: String) throws {
+        try queue.writeWithoutTransaction { db in try db.execute(sql: sql) }
+    }
+}
+
+/// Statements on GRDB's connection, prepared once and cached, bound and
+/// stepped through the C API: per request this skips GRDB's generic argument
+/// and row machinery, which cost more than SQLite itself.
+final class SQLiteSession: SQLSession {
+    let db: Database
+    var dialect: SQLDialect { .sqlite }
+    init(db: Database) { self.db = db }
+
+    func exec(_ sql: String, _ args: [SQLValue]) throws {
+        let s = try RawStatement(db, sql, args)
+        while try s.step() {}
+    }
+
+    func query(_ sql: String, _ args: [SQLValue], _ row: (any SQLRow) throws -> Void) throws {
+        let s = try RawStatement(db, sql, args)
+        do {
+            while try s.step() { try row(s) }
+        } catch {
+            sqlite3_reset(s.stmt)
+            throw error
+        }
+    }
+
+    func stream(_ sql: String, _ args: [SQLValue], _ row: (any SQLRow) throws -> Void) throws {
+        try query(sql, args, row)
+    }
+}
+
+nonisolated(unsafe) private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+nonisolated(unsafe) private let emptyCString: UnsafePointer<CChar> = {
+    let p = UnsafeMutablePointer<CChar>.allocate(capacity: 1)
+    p.pointee = 0
+    return UnsafePointer(p)
+}()
+
+/// One cached statement, bound and stepped; it is also the current row.
+struct RawStatement: SQLRow {
+    let db: Database
+    let stmt: OpaquePointer
+
+    init(_ db: Database, _ sql: String, _ args: [SQLValue]) throws {
+        self.db = db
+        stmt = try db.cachedStatement(sql: sql).sqliteStatement
+        sqlite3_reset(stmt)
+        sqlite3_clear_bindings(stmt)
+        for (i, a) in args.enumerated() {
+            let n = Int32(i + 1)
+            let rc: Int32
+            switch a {
+            case .text(var s):
+                rc = s.withUTF8 { u in
+                    u.withMemoryRebound(to: CChar.self) { c in sqlite3_bind_text(stmt, n, c.baseAddress ?? emptyCString, Int32(c.count), transient) }
+                }
+            case .int(let v): rc = sqlite3_bind_int64(stmt, n, Int64(v))
+            case .null: rc = sqlite3_bind_null(stmt, n)
+            }
+            guard rc == SQLITE_OK else { throw error(rc) }
+        }
+    }
+
+    func error(_ rc: Int32) -> StoreError {
+        StoreError("SQLite error \(rc): \(String(cString: sqlite3_errmsg(db.sqliteConnection)))")
+    }
+
+    /// Steps to the next row; false when done.
+    func step() throws -> Bool {
+        let rc = sqlite3_step(stmt)
+        if rc == SQLITE_ROW { return true }
+        sqlite3_reset(stmt)
+        guard rc == SQLITE_DONE else { throw error(rc) }
+        return false
+    }
+
+    var columnCount: Int { Int(sqlite3_column_count(stmt)) }
+
+    func text(_ i: Int) -> String? {
+        guard let p = sqlite3_column_text(stmt, Int32(i)) else { return nil }
+        return String(cString: p)
+    }
+
+    func int(_ i: Int) -> Int? {
+        sqlite3_column_type(stmt, Int32(i)) == SQLITE_NULL ? nil : Int(sqlite3_column_int64(stmt, Int32(i)))
+    }
+
+    func value(_ i: Int) -> SQLValue {
+        switch sqlite3_column_type(stmt, Int32(i)) {
+        case SQLITE_NULL: .null
+        case SQLITE_INTEGER: .int(Int(sqlite3_column_int64(stmt, Int32(i))))
+        default: SQLValue(text(i))
+        }
+    }
+}
