@@ -83,7 +83,7 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         // Doors for the end-to-end suites: the real `whp` binary, temp trials, a live serve.
-        .target(name: "WHPTestSupport", dependencies: ["WHPStore", "WHPPostgres"], path: "Tests/Support"),
+        .target(name: "WHPTestSupport", dependencies: ["WHPStore", "WHPPostgres", .product(name: "Logging", package: "swift-log")], path: "Tests/Support"),
         .testTarget(
             name: "WHPServiceTests",
             dependencies: ["WHPCore", "WHPStore", "WHPService", "WHPTestSupport", "whp"]
@@ -95,6 +95,10 @@ let package = Package(
         .testTarget(
             name: "WHPReliabilityTests",
             dependencies: ["WHPCore", "WHPStore", "WHPService", "WHPTestSupport", "whp"]
+        ),
+        .testTarget(
+            name: "WHPPostgresTests",
+            dependencies: ["WHPTestSupport", "whp"]
         ),
         .testTarget(
             name: "WHPCLITests",

@@ -4,6 +4,11 @@
 public struct StoreSnapshot {
     let s: any SQLSession
 
+    /// The newest event's seq and hash exactly as stored.
+    public func storedHead() throws -> (seq: Int, hash: String)? {
+        try s.first("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1") { r in (r.int(0) ?? 0, r.text(1) ?? "") }
+    }
+
     /// Streams the log in `seq` order without holding it in memory.
     public func forEachEvent(_ body: (StoredEvent) throws -> Void) throws {
         try s.stream("SELECT seq, type, payload, hash FROM events ORDER BY seq", []) { r in

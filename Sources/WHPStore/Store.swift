@@ -223,7 +223,7 @@ public struct StoreTransaction {
 
     /// Copies one event exactly as stored (its payload text and hash) and
     /// applies it: `migrate-store`, which has checked the chain before calling.
-    mutating func copy(_ e: StoredEvent, parsed: Event, hash: Bytes32) throws {
+    public mutating func copy(_ e: StoredEvent, parsed: Event, hash: Bytes32) throws {
         try s.exec("INSERT INTO events(seq, type, payload, hash) VALUES (?, ?, ?, ?)",
                    [.int(e.seq), .text(e.type), .text(e.payloadText), .text(e.hash)])
         try Projection.apply(parsed, s)

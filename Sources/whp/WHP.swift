@@ -19,7 +19,7 @@ struct WHP: ParsableCommand {
             replay a session against a fixed clock.
             Specs: ALLOCATION.md (seeds, draws, chain), PROTOCOL.md (serve), CLI.md (this tool).
             """,
-        subcommands: [Init.self, Serve.self, Verify.self, Checkpoint.self, AuditBundle.self, Export.self, Report.self, Demo.self]
+        subcommands: [Init.self, Serve.self, Verify.self, Checkpoint.self, AuditBundle.self, Export.self, Report.self, MigrateStore.self, Demo.self]
     )
 
     /// Maps argument-parser's usage errors to exit code 2 (CLI.md) instead of its default 64.

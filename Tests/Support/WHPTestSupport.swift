@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import WHPPostgres
 import WHPStore
 
 /// Test doubles and doors for the suites that drive `whp` as users do: the
@@ -75,9 +77,81 @@ private let sigpipeIgnored: Bool = {
     return true
 }()
 
-/// A trial in a fresh temporary folder: `config/`, `data/`, `seeds/`.
+/// Which engine the end-to-end suites run on. `WHP_TEST_BACKEND=postgres`
+/// runs them against the PostgreSQL server at `WHP_TEST_POSTGRES_URL` (which
+/// `scripts/test` starts), each trial in a database of its own.
+public enum TestBackend: String, Sendable {
+    case sqlite
+    case postgres
+
+    public static var current: TestBackend {
+        ProcessInfo.processInfo.environment["WHP_TEST_BACKEND"].flatMap(TestBackend.init(rawValue:)) ?? .sqlite
+    }
+
+    /// The admin URL of the test server. Missing is an error, never a skip.
+    public static func postgresURL() throws -> String {
+        guard let url = ProcessInfo.processInfo.environment["WHP_TEST_POSTGRES_URL"], !url.isEmpty else {
+            throw TestSetupError("WHP_TEST_BACKEND=postgres needs WHP_TEST_POSTGRES_URL: run the suite through scripts/test, which starts a server")
+        }
+        return url
+    }
+
+    /// A new, empty database on the test server; returns its URL.
+    public static func createDatabase() throws -> String {
+        let admin = try postgresURL()
+        let name = "whp_t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        try psql(admin, "CREATE DATABASE \(name)")
+        return replacingDatabase(in: admin, with: name)
+    }
+
+    public static func dropDatabase(_ url: String) {
+        guard let admin = try? postgresURL(), let name = url.split(separator: "/").last?.split(separator: "?").first else { return }
+        try? psql(admin, "DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+    }
+
+    /// A PostgreSQL trial's store, opened directly.
+    public static func openStore(_ url: String) throws -> Store {
+        var logger = Logger(label: "whp.test.postgres")
+        logger.logLevel = .warning
+        return try Store.open(backend: PostgresBackend.connect(url: url, logger: logger))
+    }
+
+    /// `url` with its database swapped for `name` (options kept).
+    public static func replacingDatabase(in url: String, with name: String) -> String {
+        let query = url.firstIndex(of: "?").map { String(url[$0...]) } ?? ""
+        let base = url.firstIndex(of: "?").map { String(url[..<$0]) } ?? url
+        let prefix = base[..<base.lastIndex(of: "/")!]
+        return prefix + "/" + name + query
+    }
+
+    /// Runs one SQL command with psql (the server's own client, not the code under test).
+    public static func psql(_ url: String, _ sql: String) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        let plain = url.firstIndex(of: "?").map { String(url[..<$0]) } ?? url
+        p.arguments = ["psql", plain, "-v", "ON_ERROR_STOP=1", "-qAtc", sql]
+        let err = Pipe()
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = err
+        try p.run()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw TestSetupError("psql failed: \(String(decoding: e, as: UTF8.self))") }
+    }
+}
+
+public struct TestSetupError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// A trial in a fresh temporary folder: `config/`, `data/`, `seeds/`; on
+/// PostgreSQL (see `TestBackend`) its events go to a fresh database.
 public final class TrialFolder: @unchecked Sendable {
     public let root: URL
+    public let backend: TestBackend
+    /// The PostgreSQL trial's URL, when `backend` is `.postgres`.
+    public let postgresURL: String?
     public var config: URL { root.appendingPathComponent("district-config") }
     public var data: URL { root.appendingPathComponent("data") }
     public var seeds: URL { root.appendingPathComponent("seeds") }
@@ -86,8 +160,11 @@ public final class TrialFolder: @unchecked Sendable {
 
     /// Copies the shipped district-config, then applies `edit` to each file's text
     /// (name → new text; nil removes nothing), or writes the given files instead.
-    public init(trialTOML: String? = nil, districtsTOML: String? = nil, frontlineRCG: String? = nil) throws {
+    /// `sqliteOnly`: the embedded store whatever `WHP_TEST_BACKEND` says.
+    public init(trialTOML: String? = nil, districtsTOML: String? = nil, frontlineRCG: String? = nil, sqliteOnly: Bool = false) throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("whp-test-" + UUID().uuidString)
+        backend = sqliteOnly ? .sqlite : TestBackend.current
+        postgresURL = backend == .postgres ? try TestBackend.createDatabase() : nil
         try FileManager.default.createDirectory(at: config, withIntermediateDirectories: true)
         let shipped = WHPBinary.repoRoot.appendingPathComponent("district-config")
         var trial = try trialTOML ?? String(contentsOf: shipped.appendingPathComponent("trial.toml"), encoding: .utf8)
@@ -97,9 +174,18 @@ public final class TrialFolder: @unchecked Sendable {
         try districts.write(to: config.appendingPathComponent("districts.toml"), atomically: true, encoding: .utf8)
     }
 
-    deinit { try? FileManager.default.removeItem(at: root) }
+    deinit {
+        try? FileManager.default.removeItem(at: root)
+        if let postgresURL { TestBackend.dropDatabase(postgresURL) }
+    }
 
-    public var common: [String] { ["--config", config.path, "--data", data.path] }
+    public var common: [String] { ["--config", config.path, "--data", data.path] + (postgresURL.map { ["--store", $0] } ?? []) }
+
+    /// The trial's store, opened directly (to read the log, or to tamper as an insider would).
+    public func openStore(readonly: Bool = false) throws -> Store {
+        if let postgresURL { return try TestBackend.openStore(postgresURL) }
+        return try Store.open(path: store.path, readonly: readonly)
+    }
 
     /// `whp init` with a fixed clock; `seedHex` imports a known seed (for re-derivation in tests).
     @discardableResult
@@ -269,7 +355,7 @@ public struct LogEvent: Sendable {
 
 /// The whole log, read from the trial's store file.
 public func readLog(_ t: TrialFolder) throws -> [LogEvent] {
-    let store = try Store.open(path: t.store.path, readonly: true)
+    let store = try t.openStore(readonly: true)
     var out: [LogEvent] = []
     try store.forEachEvent { e in
         let obj = (try? JSONSerialization.jsonObject(with: Data(e.payloadText.utf8))) as? [String: String] ?? [:]

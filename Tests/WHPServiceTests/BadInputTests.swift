@@ -351,11 +351,20 @@ struct BadInputTests {
         let trial = try TrialFolder()
         try #require(try trial.initialise(now: "2017-10-02T09:00:00Z").status == 0)
         // An insider's trigger makes the store refuse one particular event.
-        let store = try Store.open(path: trial.store.path)
-        try store.unsafeExecute("""
-            CREATE TRIGGER refuse_boom BEFORE INSERT ON events WHEN instr(NEW.payload, 'boom-') > 0
-            BEGIN SELECT RAISE(ABORT, 'injected fault'); END;
-            """)
+        let store = try trial.openStore()
+        switch trial.backend {
+        case .sqlite:
+            try store.unsafeExecute("""
+                CREATE TRIGGER refuse_boom BEFORE INSERT ON events WHEN instr(NEW.payload, 'boom-') > 0
+                BEGIN SELECT RAISE(ABORT, 'injected fault'); END;
+                """)
+        case .postgres:
+            try store.unsafeExecute("""
+                CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN IF position('boom-' in NEW.payload) > 0 THEN RAISE EXCEPTION 'injected fault'; END IF; RETURN NEW; END $$
+                """)
+            try store.unsafeExecute("CREATE TRIGGER refuse_boom BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_boom()")
+        }
         let serve = try ServeProcess(trial, now: Self.now)
         func ask(_ line: String) throws -> Resp {
             try serve.send(line)
@@ -395,7 +404,7 @@ struct BadInputTests {
         #expect(fineNow.str("status") == (answers[3].ok ? "cancelled" : "awaiting_gatekeeper"), "\(fineNow)")
         try serve.closeInput()
         #expect(serve.wait() == 0)
-        try store.unsafeExecute("DROP TRIGGER refuse_boom")
+        try store.unsafeExecute(trial.backend == .sqlite ? "DROP TRIGGER refuse_boom" : "DROP TRIGGER refuse_boom ON events")
         #expect(try trial.verify().status == 0)
     }
 }
