@@ -65,7 +65,7 @@ struct Demo: ParsableCommand {
         let responses = (try? String(contentsOfFile: responsesPath, encoding: .utf8))?.split(separator: "\n") ?? []
         let failed = responses.filter { $0.contains("\"ok\":false") }.count
         say("   \(responses.count) responses (\(responses.count - failed) ok, \(failed) errors, as the session intends) in \(responsesPath)")
-        let store = try openStore(common)
+        let store = try openStore(common, readonly: false)
         let counts = try store.read { try $0.allocationCounts() }
         for (district, arms) in counts.sorted(by: { $0.key < $1.key }) {
             let text = Arm.allCases.compactMap { a in arms[a.rawValue].map { "\(a.rawValue) \($0)" } }.joined(separator: ", ")

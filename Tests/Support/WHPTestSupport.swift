@@ -91,7 +91,7 @@ public enum TestBackend: String, Sendable {
     /// The admin URL of the test server. Missing is an error, never a skip.
     public static func postgresURL() throws -> String {
         guard let url = ProcessInfo.processInfo.environment["WHP_TEST_POSTGRES_URL"], !url.isEmpty else {
-            throw TestSetupError("WHP_TEST_BACKEND=postgres needs WHP_TEST_POSTGRES_URL: run the suite through scripts/test, which starts a server")
+            throw TestSetupError("the PostgreSQL tests need WHP_TEST_POSTGRES_URL: run the suite through scripts/test, which starts a server")
         }
         return url
     }

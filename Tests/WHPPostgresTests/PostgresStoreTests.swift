@@ -154,7 +154,7 @@ struct PostgresStoreTests {
         #expect(derived["first_bad_seq"] as? Int == cancelSeq, "\(derived)")
 
         try target.unsafeExecute("UPDATE referrals SET cancel_reason = 'moved away' WHERE referral_id = 'R7'")
-        try target.unsafeExecute("UPDATE events SET payload = replace(payload, 'WC', 'XX') WHERE seq = 5")
+        try target.unsafeExecute("UPDATE events SET payload = replace(payload, '2017-11', '2017-12') WHERE seq = 5")
         let v2 = try runWHP(["verify", "--json"] + Self.args(t, store: pg) + ["--seeds", t.seeds.path])
         #expect(v2.status == 1)
         let checks2 = ((try? JSONSerialization.jsonObject(with: Data(v2.stdout.utf8))) as? [String: Any])?["checks"] as? [[String: Any]] ?? []
