@@ -37,6 +37,12 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
     /// How many times a write that lost a race the server detected runs again.
     public var retries = 8
 
+    /// Test hook (`WHP_TEST_SKIP_CHAIN_LOCK=1`): writers do not take the chain
+    /// lock, so concurrent instances really race for the next seq and the
+    /// retry path runs. Never set in service: the lock is what keeps a
+    /// claimant's history from changing between its check and its referral.
+    let takesChainLock = ProcessInfo.processInfo.environment["WHP_TEST_SKIP_CHAIN_LOCK"] != "1"
+
     init(location: String, configuration: PostgresConnection.Configuration, logger: Logger) {
         self.location = location
         self.configuration = configuration
@@ -99,7 +105,7 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
                     try session.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", [])
                 case .write:
                     try session.exec("BEGIN ISOLATION LEVEL READ COMMITTED", [])
-                    try session.exec("SELECT pg_advisory_xact_lock(?)", [.int(Self.chainLock)])
+                    if takesChainLock { try session.exec("SELECT pg_advisory_xact_lock(?)", [.int(Self.chainLock)]) }
                 }
                 let result = try body(session)
                 try session.exec("COMMIT", [])
@@ -108,13 +114,42 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
                 if session.connection.isClosed { connection = nil } else { try? session.exec("ROLLBACK", []) }
                 if retry, attempt < retries, PostgresSession.isLostRace(error) {
                     attempt += 1
-                    logger.notice("write lost a race (\(PostgresSession.describe(error))); retrying (\(attempt))")
+                    logger.warning("write lost a race (\(PostgresSession.describe(error))); retrying (\(attempt))")
                     continue
                 }
                 if error is StoreError { throw error }
                 throw StoreError("PostgreSQL at \(location): \(PostgresSession.describe(error))")
             }
         }
+    }
+
+    /// The extended protocol takes one statement at a time: the script is
+    /// split on `;` outside quotes and `$$` bodies and run in one transaction.
+    public func executeScript(_ sql: String) throws {
+        let statements = Self.split(sql)
+        try transaction(.write, retry: false) { s in
+            for statement in statements { try s.exec(statement, []) }
+        }
+    }
+
+    static func split(_ script: String) -> [String] {
+        var out: [String] = [], current = ""
+        var quoted = false, dollar = false
+        var chars = Array(script)[...]
+        while let c = chars.popFirst() {
+            if c == "$", !quoted, chars.first == "$" {
+                current.append("$$"); chars.removeFirst(); dollar.toggle(); continue
+            }
+            if c == "'", !dollar { quoted.toggle() }
+            if c == ";", !quoted, !dollar {
+                if !current.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { out.append(current) }
+                current = ""
+            } else {
+                current.append(c)
+            }
+        }
+        if !current.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { out.append(current) }
+        return out
     }
 
     /// `?` placeholders become `$1…$n` (outside quoted literals), once per statement text.

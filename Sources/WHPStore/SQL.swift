@@ -62,6 +62,9 @@ public protocol StoreBackend: AnyObject, Sendable {
     /// failure, deadlock) is rolled back and `body` runs again on fresh state; a
     /// body with effects outside the transaction must not ask for it.
     func transaction<T>(_ kind: TransactionKind, retry: Bool, _ body: (any SQLSession) throws -> T) throws -> T
+    /// Runs raw SQL, several statements allowed, outside the service's paths:
+    /// for tests that tamper with a store the way an insider would.
+    func executeScript(_ sql: String) throws
 }
 
 extension SQLSession {

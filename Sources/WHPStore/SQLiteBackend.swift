@@ -62,8 +62,7 @@ public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
         }
     }
 
-    /// Runs raw SQL outside any transaction; for tests that tamper like an insider.
-    func executeRaw(_ sql: String) throws {
+    public func executeScript(_ sql: String) throws {
         try queue.writeWithoutTransaction { db in try db.execute(sql: sql) }
     }
 }

@@ -94,8 +94,7 @@ public final class Store: @unchecked Sendable {
 
     /// Runs raw SQL; for tests that tamper with a store the way an insider would.
     public func unsafeExecute(_ sql: String) throws {
-        if let sqlite = backend as? SQLiteBackend { return try sqlite.executeRaw(sql) }
-        try backend.transaction(.write, retry: false) { s in try s.exec(sql, []) }
+        try backend.executeScript(sql)
     }
 }
 

@@ -253,8 +253,8 @@ enum RelTrial {
     static let groups = ["disability", "early_access"]
 
     /// A fresh, initialised trial with a known seed.
-    static func make() throws -> TrialFolder {
-        let t = try TrialFolder()
+    static func make(sqliteOnly: Bool = false) throws -> TrialFolder {
+        let t = try TrialFolder(sqliteOnly: sqliteOnly)
         let r = try t.initialise(now: initNow, seedHex: seedHex)
         guard r.status == 0 else { throw ChildError("init failed: \(r.stderr)") }
         return t

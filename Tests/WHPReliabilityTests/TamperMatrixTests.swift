@@ -46,7 +46,7 @@ struct TamperMatrixTests {
         let t = try base.copy()
         let plan = try c.resolve(base)
         do {
-            let store = try Store.open(path: t.store.path)
+            let store = try t.openStore()
             try store.unsafeExecute(plan.sql)
             if let from = plan.rehashFrom { try rehash(store, from: from) }
         }
@@ -84,7 +84,7 @@ struct ReportPrecisionTests {
         let newest = base.event(base.n)
         let rid = try #require(newest.payload["referral_id"], "the newest event is a flag on a referral")
         let previous = try #require(base.log.last { $0.seq < base.n && $0.payload["referral_id"] == rid }).seq
-        do { try Store.open(path: t.store.path).unsafeExecute("DELETE FROM events WHERE seq = \(base.n);") }
+        do { try t.openStore().unsafeExecute("DELETE FROM events WHERE seq = \(base.n);") }
         let v = try t.verifyReport(["--seed", t.seedFile.path])
         #expect(v.status == 1)
         #expect(v.failed == ["derived_tables"], "the chain cannot see a deleted newest event; the derived tables can: \(v)")
@@ -123,8 +123,9 @@ final class BaseTrial: @unchecked Sendable {
     /// Derived rows as (key, last_seq), derived independently from the log, sorted by last_seq.
     let rows: [String: [(key: String, lastSeq: Int)]]
 
+    /// Built once on SQLite; each copy goes to the engine under test.
     init() throws {
-        let t = try RelTrial.make()
+        let t = try RelTrial.make(sqliteOnly: true)
         let d = RelTrial.districts
         var a: [String] = []
         for i in 0..<84 {
@@ -194,6 +195,10 @@ final class BaseTrial: @unchecked Sendable {
         for key in ["seed.hex", "pseudonym.key", "evaluation.key"] {
             let p = t.data.appendingPathComponent("keys/\(key)").path
             if fm.fileExists(atPath: p) { try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: p) }
+        }
+        if let url = t.postgresURL {
+            let m = try execWHP(["migrate-store", "--from", trial.data.path, "--to", url])
+            guard m.status == 0 else { throw ChildError("migrate-store to the copy: \(m.stderr)") }
         }
         return t
     }
