@@ -12,6 +12,9 @@ public struct Bytes32: Hashable, Sendable, Comparable, CustomStringConvertible {
         self.bytes = bytes
     }
 
+    @inline(__always)
+    init(unchecked bytes: [UInt8]) { self.bytes = bytes }
+
     /// Parses exactly 64 lower- or upper-case hex digits.
     public init?(hex: String) {
         guard let b = Hex.decode(hex), b.count == 32 else { return nil }
@@ -29,8 +32,49 @@ public struct Bytes32: Hashable, Sendable, Comparable, CustomStringConvertible {
 
 /// SHA-256, HMAC-SHA256 and random bytes from the system's libcrypto, as the
 /// allocation spec requires (ALLOCATION.md, "All hashing ... come from the system OpenSSL").
+///
+/// `sha256` and `hmac` fetch each algorithm once per process and reuse one
+/// context per thread (OpenSSL 3's one-shot calls look the algorithm up under a
+/// lock and allocate a context every time); `oneShotSHA256` / `oneShotHMAC` are
+/// the plain one-shot calls, kept as the reference the tests compare against.
 public enum Crypto {
     public static func sha256(_ data: [UInt8]) -> Bytes32 {
+        data.withUnsafeBytes { sha256($0) }
+    }
+
+    public static func sha256(_ data: UnsafeRawBufferPointer) -> Bytes32 {
+        sha256(data, UnsafeRawBufferPointer(start: nil, count: 0))
+    }
+
+    /// `H(a ‖ b)` without concatenating.
+    public static func sha256(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bytes32 {
+        var out = [UInt8](repeating: 0, count: 32)
+        let ok = out.withUnsafeMutableBufferPointer { o in
+            whp_sha256_fast2(a.baseAddress?.assumingMemoryBound(to: UInt8.self), a.count,
+                             b.baseAddress?.assumingMemoryBound(to: UInt8.self), b.count, o.baseAddress)
+        }
+        precondition(ok == 1, "libcrypto SHA-256 failed")
+        return Bytes32(unchecked: out)
+    }
+
+    public static func hmac(key: Bytes32, _ data: [UInt8]) -> Bytes32 {
+        data.withUnsafeBytes { hmac(key: key, $0) }
+    }
+
+    public static func hmac(key: Bytes32, _ data: UnsafeRawBufferPointer) -> Bytes32 {
+        var out = [UInt8](repeating: 0, count: 32)
+        let ok = key.bytes.withUnsafeBufferPointer { k in
+            out.withUnsafeMutableBufferPointer { o in
+                whp_hmac_sha256_fast(k.baseAddress, k.count, data.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                                     data.count, o.baseAddress)
+            }
+        }
+        precondition(ok == 1, "libcrypto HMAC-SHA256 failed")
+        return Bytes32(unchecked: out)
+    }
+
+    /// The plain one-shot `EVP_Digest` (the reference for `sha256`).
+    public static func oneShotSHA256(_ data: [UInt8]) -> Bytes32 {
         var out = [UInt8](repeating: 0, count: 32)
         let ok = data.withUnsafeBufferPointer { d in
             out.withUnsafeMutableBufferPointer { o in
@@ -38,10 +82,11 @@ public enum Crypto {
             }
         }
         precondition(ok == 1, "libcrypto SHA-256 failed")
-        return Bytes32(out)!
+        return Bytes32(unchecked: out)
     }
 
-    public static func hmac(key: Bytes32, _ data: [UInt8]) -> Bytes32 {
+    /// The plain one-shot `HMAC()` (the reference for `hmac` and `HMACKey`).
+    public static func oneShotHMAC(key: Bytes32, _ data: [UInt8]) -> Bytes32 {
         var out = [UInt8](repeating: 0, count: 32)
         let ok = key.bytes.withUnsafeBufferPointer { k in
             data.withUnsafeBufferPointer { d in
@@ -51,7 +96,7 @@ public enum Crypto {
             }
         }
         precondition(ok == 1, "libcrypto HMAC-SHA256 failed")
-        return Bytes32(out)!
+        return Bytes32(unchecked: out)
     }
 
     /// 32 bytes from `RAND_bytes`; nil only if the generator is not seeded,
@@ -60,6 +105,45 @@ public enum Crypto {
         var out = [UInt8](repeating: 0, count: 32)
         let ok = out.withUnsafeMutableBufferPointer { whp_rand_bytes($0.baseAddress, 32) }
         return ok == 1 ? Bytes32(out) : nil
+    }
+}
+
+/// HMAC-SHA256 under one fixed key whose key schedule is computed once (the
+/// libcrypto HMAC context is keyed at init and restarted per message): for the
+/// many MACs under `S` that `verify --seed` re-derives, and the research ids of
+/// an export under `Ke`. Same bytes as `Crypto.hmac(key:_:)`, about 5× faster.
+///
+/// Holds mutable libcrypto state: use one instance from one thread at a time.
+public final class HMACKey {
+    private let handle: UnsafeMutablePointer<whp_hmac_key>
+
+    public init(_ key: Bytes32) {
+        let h = key.bytes.withUnsafeBufferPointer { whp_hmac_key_new($0.baseAddress, $0.count) }
+        precondition(h != nil, "libcrypto HMAC-SHA256 init failed")
+        handle = h!
+    }
+
+    deinit { whp_hmac_key_free(handle) }
+
+    /// `HMAC(key, data ‖ more)`, written into `out` (32 bytes).
+    @inline(__always)
+    public func mac(_ data: UnsafeRawBufferPointer, _ more: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+                    into out: UnsafeMutableRawBufferPointer) {
+        precondition(out.count >= 32)
+        let ok = whp_hmac_key_mac2(handle, data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count,
+                                   more.baseAddress?.assumingMemoryBound(to: UInt8.self), more.count,
+                                   out.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        precondition(ok == 1, "libcrypto HMAC-SHA256 failed")
+    }
+
+    public func mac(_ data: UnsafeRawBufferPointer, _ more: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) -> Bytes32 {
+        var out = [UInt8](repeating: 0, count: 32)
+        out.withUnsafeMutableBytes { mac(data, more, into: $0) }
+        return Bytes32(unchecked: out)
+    }
+
+    public func mac(_ data: [UInt8]) -> Bytes32 {
+        data.withUnsafeBytes { mac($0) }
     }
 }
 
@@ -99,6 +183,22 @@ extension ArraySlice: ContiguousBytes where Element == UInt8 {}
 
 public enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
+
+    /// Appends the lower-case hex of `bytes` to `out`.
+    @inline(__always)
+    public static func append(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        let n = bytes.count
+        let table: StaticString = "0123456789abcdef"
+        let t = table.utf8Start
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 * n) { d in
+            for i in 0..<n {
+                let b = bytes[i]
+                d[2 * i] = t[Int(b >> 4)]
+                d[2 * i + 1] = t[Int(b & 0x0f)]
+            }
+            out.append(contentsOf: d)
+        }
+    }
 
     public static func encode(_ bytes: [UInt8]) -> String {
         var out = [UInt8]()
@@ -151,6 +251,11 @@ public struct ByteWriter {
     }
 
     public mutating func u32(_ n: UInt32) {
+        ByteWriter.appendU32(n, to: &bytes)
+    }
+
+    @inline(__always)
+    static func appendU32(_ n: UInt32, to bytes: inout [UInt8]) {
         bytes.append(UInt8(truncatingIfNeeded: n >> 24))
         bytes.append(UInt8(truncatingIfNeeded: n >> 16))
         bytes.append(UInt8(truncatingIfNeeded: n >> 8))
