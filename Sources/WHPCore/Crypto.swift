@@ -21,6 +21,29 @@ public struct Bytes32: Hashable, Sendable, Comparable, CustomStringConvertible {
         self.bytes = b
     }
 
+    /// Exactly 64 hex digits, either case, as UTF-8 bytes (`init(hex:)` on bytes).
+    public init?(hexUTF8 u: UnsafeBufferPointer<UInt8>) {
+        guard u.count == 64 else { return nil }
+        var out = [UInt8](repeating: 0, count: 32)
+        for i in 0..<32 {
+            guard let hi = Hex.nibble(u[2 * i], false), let lo = Hex.nibble(u[2 * i + 1], false) else { return nil }
+            out[i] = hi << 4 | lo
+        }
+        self.bytes = out
+    }
+
+    /// Whether `u` is exactly this value's lower-case hex (`hex == String(u)`).
+    public func isHex(_ u: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard u.count == 64 else { return false }
+        let table: StaticString = "0123456789abcdef"
+        let t = table.utf8Start
+        for i in 0..<32 {
+            let b = bytes[i]
+            if u[2 * i] != t[Int(b >> 4)] || u[2 * i + 1] != t[Int(b & 0x0f)] { return false }
+        }
+        return true
+    }
+
     public var hex: String { Hex.encode(bytes) }
     public var description: String { hex }
 
@@ -225,7 +248,8 @@ public enum Hex {
         return out
     }
 
-    private static func nibble(_ c: UInt8, _ lowerOnly: Bool) -> UInt8? {
+    @inline(__always)
+    static func nibble(_ c: UInt8, _ lowerOnly: Bool) -> UInt8? {
         switch c {
         case 0x30...0x39: return c - 0x30
         case 0x61...0x66: return c - 0x61 + 10
