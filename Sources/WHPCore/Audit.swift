@@ -49,18 +49,33 @@ public struct AuditVerifier {
         var runID: String?
         var selectedAwaitingAllocation = false
     }
-    private var referrals: [String: Ref] = [:]
-    private var byClaimant: [String: [String]] = [:]
-    private var pendingByDistrict: [String: Set<String>] = [:]
+    /// Every referral once, by referral id: its position in `refs`.
+    private var refIndex: [String: Int] = [:]
+    private var refs: [Ref] = []
+    private var byClaimant: [String: [Int]] = [:]
+    private var pendingByDistrict: [String: Set<Int>] = [:]
     private var lastGkDate: [String: CivilDate] = [:]
-    private var strata: [String: StratumState] = [:]
+    private var strata: [String: Stratum] = [:]
+
+    /// `StratumState` with the open block's dealt counts inline (WHP, PSC, RCG):
+    /// no dictionary to copy on every allocation.
+    private struct Stratum {
+        var nextIndex = 0, block = -1, blockStart = 0, blockSize = 0
+        var dealt = (0, 0, 0)
+        func dealtCount(_ arm: Arm) -> Int {
+            switch arm { case .whp: dealt.0; case .psc: dealt.1; case .rcg: dealt.2 }
+        }
+        mutating func deal(_ arm: Arm) {
+            switch arm { case .whp: dealt.0 += 1; case .psc: dealt.1 += 1; case .rcg: dealt.2 += 1 }
+        }
+    }
     private var flagged: Set<String> = []
     private var optedOut: Set<String> = []
 
     private struct Run {
         var id: String, district: String, gkDate: CivilDate, rule: String, capacity: Int?, firstSeq: Int
-        var eligible: Set<String>
-        var decided: [(id: String, selected: Bool, key: Bytes32?, seq: Int)] = []
+        var eligible: Set<Int>
+        var decided: [(id: String, ref: Int, selected: Bool, key: Bytes32?, seq: Int)] = []
     }
     private var openRun: Run?
     private var seenRuns: Set<String> = []
@@ -168,7 +183,7 @@ public struct AuditVerifier {
                 encoded.append(contentsOf: v)
             }
         }
-        return previous.bytes.withUnsafeBytes { a in encoded.withUnsafeBytes { Crypto.sha256(a, $0) } }
+        return previous.withUnsafeBytes { a in encoded.withUnsafeBytes { Crypto.sha256(a, $0) } }
     }
 
     private static let eventLabel = ByteWriter.enc("whp/event/v1")
@@ -184,37 +199,46 @@ public struct AuditVerifier {
                   let group = p["group"], let date = p.date("referral_date") else {
                 fail("locks", seq, "event \(seq): referred event lacks a field"); return
             }
-            if referrals[rid] != nil { fail("locks", seq, "event \(seq): referral \(rid) was already referred") }
-            let history = (byClaimant[claimant] ?? []).compactMap { referrals[$0] }.map { ReferralOutcome(status: $0.status, gkDate: $0.gkDate) }
+            let existing = refIndex[rid]
+            if existing != nil { fail("locks", seq, "event \(seq): referral \(rid) was already referred") }
+            let history = (byClaimant[claimant] ?? []).map { ReferralOutcome(status: refs[$0].status, gkDate: refs[$0].gkDate) }
             let e = Locks.eligibility(history: history, on: date, lengths: config.locks, policy: config.frontlineRCG)
             if !e.eligible {
                 fail("locks", seq, "event \(seq): referral \(rid) was accepted while the claimant \(e.pending ? "had a referral awaiting the gatekeeper" : "was inside a re-referral lock")")
             }
             count(.locks)
             if config.district(district) == nil { fail("psc", seq, "event \(seq): district \(district) is not in district-config") }
-            referrals[rid] = Ref(claimant: claimant, district: district, group: group, date: date, seq: seq)
-            byClaimant[claimant, default: []].append(rid)
-            pendingByDistrict[district, default: []].insert(rid)
+            let ref = Ref(claimant: claimant, district: district, group: group, date: date, seq: seq)
+            let i: Int
+            if let existing {
+                i = existing
+                refs[i] = ref
+            } else {
+                i = refs.count
+                refs.append(ref)
+                refIndex[rid] = i
+            }
+            byClaimant[claimant, default: []].append(i)
+            pendingByDistrict[district, default: []].insert(i)
         case .cancelled:
-            guard let rid = p["referral_id"], var r = referrals[rid], r.status == .awaitingGatekeeper else {
+            guard let rid = p["referral_id"], let i = refIndex[rid], refs[i].status == .awaitingGatekeeper else {
                 fail("locks", seq, "event \(seq): cancelled a referral that was not awaiting the gatekeeper"); return
             }
-            r.status = .cancelled
-            referrals[rid] = r
-            pendingByDistrict[r.district]?.remove(rid)
+            refs[i].status = .cancelled
+            pendingByDistrict[refs[i].district]?.remove(i)
         case .gatekeeperDecision:
             decision(p, seq)
         case .allocated:
             allocation(p, seq)
         case .flaggedInError:
-            guard let rid = p["referral_id"], let r = referrals[rid], r.gkDate != nil, !flagged.contains(rid) else {
+            guard let rid = p["referral_id"], let i = refIndex[rid], refs[i].gkDate != nil, !flagged.contains(rid) else {
                 fail("gatekeeper", seq, "event \(seq): flag on a referral that was not decided, or flagged twice"); return
             }
             flagged.insert(rid)
         case .optedOut:
             if let c = p["claimant"], !optedOut.insert(c).inserted { fail("locks", seq, "event \(seq): claimant opted out twice") }
         case .disclosed:
-            if p["referral_id"].flatMap({ referrals[$0] }) == nil { fail("gatekeeper", seq, "event \(seq): disclosed an unknown referral") }
+            if p["referral_id"].flatMap({ refIndex[$0] }) == nil { fail("gatekeeper", seq, "event \(seq): disclosed an unknown referral") }
         case .exportMade:
             break
         case .none:
@@ -251,16 +275,17 @@ public struct AuditVerifier {
               let rule = p["rule"], let dec = p["decision"], dec == "selected" || dec == "not_selected" else {
             fail("gatekeeper", seq, "event \(seq): malformed gatekeeper_decision"); return
         }
-        guard var r = referrals[rid], r.status == .awaitingGatekeeper else {
+        guard let i = refIndex[rid], refs[i].status == .awaitingGatekeeper else {
             fail("gatekeeper", seq, "event \(seq): decision on referral \(rid), which was not awaiting the gatekeeper"); return
         }
+        let r = refs[i]
         if openRun?.id != runID {
             if seenRuns.contains(runID) { fail("gatekeeper", seq, "event \(seq): run \(runID) continues after other events") }
             seenRuns.insert(runID)
             if let last = lastGkDate[r.district], gk < last {
                 fail("gatekeeper", seq, "event \(seq): run \(runID) is dated \(gk.iso), before the district's previous run (\(last.iso))")
             }
-            let eligible = (pendingByDistrict[r.district] ?? []).filter { referrals[$0]!.date <= gk }
+            let eligible = (pendingByDistrict[r.district] ?? []).filter { refs[$0].date <= gk }
             openRun = Run(id: runID, district: r.district, gkDate: gk, rule: rule, capacity: p["capacity"].flatMap { Int($0) },
                           firstSeq: seq, eligible: eligible)
             lastGkDate[r.district] = max(lastGkDate[r.district] ?? gk, gk)
@@ -278,13 +303,12 @@ public struct AuditVerifier {
                 count(.lottery)
             }
         }
-        openRun!.decided.append((rid, dec == "selected", key, seq))
-        r.status = dec == "selected" ? .awaitingGatekeeper : .notSelected
-        r.selectedAwaitingAllocation = dec == "selected"
-        r.gkDate = gk
-        r.runID = runID
-        referrals[rid] = r
-        pendingByDistrict[r.district]?.remove(rid)
+        openRun!.decided.append((rid, i, dec == "selected", key, seq))
+        refs[i].status = dec == "selected" ? .awaitingGatekeeper : .notSelected
+        refs[i].selectedAwaitingAllocation = dec == "selected"
+        refs[i].gkDate = gk
+        refs[i].runID = runID
+        pendingByDistrict[r.district]?.remove(i)
         count(.gatekeeper)
     }
 
@@ -294,14 +318,14 @@ public struct AuditVerifier {
         guard let run = openRun else { return }
         openRun = nil
         let seq = run.firstSeq
-        for d in run.decided where d.selected && referrals[d.id]?.selectedAwaitingAllocation == true {
+        for d in run.decided where d.selected && refs[d.ref].selectedAwaitingAllocation {
             fail("draws", d.seq, "referral \(d.id) was selected in run \(run.id) but never allocated")
         }
         guard run.rule != "manual" else { return }
         guard let district = config.district(run.district), district.gatekeeperRule.rawValue == run.rule else {
             fail("gatekeeper", seq, "run \(run.id) used rule \(run.rule), not the district's configured rule"); return
         }
-        if Set(run.decided.map(\.id)) != run.eligible {
+        if Set(run.decided.map(\.ref)) != run.eligible {
             fail("gatekeeper", seq, "run \(run.id) did not decide exactly the district's pending referrals dated on or before \(run.gkDate.iso)")
         }
         let selected = run.decided.filter(\.selected), rejected = run.decided.filter { !$0.selected }
@@ -311,8 +335,8 @@ public struct AuditVerifier {
         switch run.rule {
         case "fifo":
             // Order key (referral day, referred seq) packed into one comparable integer.
-            func order(_ id: String) -> Int { referrals[id]!.date.dayNumber << 40 | referrals[id]!.seq }
-            if let worstIn = selected.map({ order($0.id) }).max(), let bestOut = rejected.map({ order($0.id) }).min(), bestOut < worstIn {
+            func order(_ i: Int) -> Int { refs[i].date.dayNumber << 40 | refs[i].seq }
+            if let worstIn = selected.map({ order($0.ref) }).max(), let bestOut = rejected.map({ order($0.ref) }).min(), bestOut < worstIn {
                 fail("gatekeeper", seq, "fifo run \(run.id) passed over an older referral")
             }
         case "lottery":
@@ -325,10 +349,11 @@ public struct AuditVerifier {
     }
 
     private mutating func allocation(_ p: PayloadFields, _ seq: Int) {
-        guard let rid = p["referral_id"], var r = referrals[rid], r.selectedAwaitingAllocation,
-              p["run_id"] == r.runID, let gk = r.gkDate, p.withValue("gk_date", { gk.isISO($0) }) == true else {
+        guard let rid = p["referral_id"], let i = refIndex[rid], refs[i].selectedAwaitingAllocation,
+              p["run_id"] == refs[i].runID, let gk = refs[i].gkDate, p.withValue("gk_date", { gk.isISO($0) }) == true else {
             fail("draws", seq, "event \(seq): allocation without a selection in the same run"); return
         }
+        let r = refs[i]
         guard let stratum = p["stratum"], let index = p.int("index"),
               let arm = p["arm"].flatMap(Arm.init(rawValue:)), let a = p.bytes32("alloc_seed") else {
             fail("draws", seq, "event \(seq): allocated event lacks stratum, index, arm or alloc_seed"); return
@@ -341,7 +366,7 @@ public struct AuditVerifier {
         if arm == .psc && !district.psc { fail("psc", seq, "event \(seq): PSC allocation in \(r.district), which is not a PSC district") }
         count(.psc)
         if district.weights[arm] == 0 { fail("draws", seq, "event \(seq): arm \(arm.rawValue) has weight 0 in \(r.district)") }
-        var s = strata[stratum] ?? StratumState()
+        var s = strata[stratum] ?? Stratum()
         if index != s.nextIndex { fail("draws", seq, "event \(seq): index \(index) in \(stratum), expected \(s.nextIndex)") }
         if let derivation {
             let expected = derivation.allocationSeed(stratum: stratum, index: index)
@@ -361,7 +386,7 @@ public struct AuditVerifier {
                 if block != s.block + 1 || pos != 0 || index != start {
                     fail("draws", seq, "event \(seq): block \(block) position \(pos) does not continue the stratum's blocks")
                 }
-                s.block = block; s.blockStart = index - pos; s.blockSize = size; s.dealt = [:]
+                s.block = block; s.blockStart = index - pos; s.blockSize = size; s.dealt = (0, 0, 0)
                 let w = district.weights.total
                 if w == 0 || size % w != 0 || !config.blockMultipliers.contains(size / w) {
                     fail("draws", seq, "event \(seq): block size \(size) is not W × a configured multiplier")
@@ -374,9 +399,17 @@ public struct AuditVerifier {
             } else if block != s.block || size != s.blockSize || pos != index - s.blockStart {
                 fail("draws", seq, "event \(seq): block facts do not continue the open block")
             }
-            derivedArm = Allocator.permutedBlockArm(allocSeed: a, weights: district.weights, blockSize: s.blockSize,
-                                                    position: index - s.blockStart, dealt: s.dealt)
-            s.dealt[arm, default: 0] += 1
+            // Allocator.permutedBlockArm, reading the inline counts.
+            let weights = district.weights, position = index - s.blockStart
+            if weights.total > 0, s.blockSize % weights.total == 0, position < s.blockSize {
+                let m = s.blockSize / weights.total
+                let t = Uniform.draw(a, UInt64(s.blockSize - position))
+                let st = s
+                derivedArm = Allocator.walk(t) { weights[$0] * m - st.dealtCount($0) }
+            } else {
+                derivedArm = nil
+            }
+            s.deal(arm)
         }
         if derivedArm != arm {
             fail("draws", seq, "event \(seq): arm \(arm.rawValue) does not follow from alloc_seed and the block (expected \(derivedArm?.rawValue ?? "none"))")
@@ -384,9 +417,8 @@ public struct AuditVerifier {
         count(.draws)
         s.nextIndex = index + 1
         strata[stratum] = s
-        r.status = .allocated(arm)
-        r.selectedAwaitingAllocation = false
-        referrals[rid] = r
+        refs[i].status = .allocated(arm)
+        refs[i].selectedAwaitingAllocation = false
     }
 
     /// Closes the audit: the results of every check, in a fixed order.

@@ -5,7 +5,17 @@ internal import COpenSSL
 /// Kept as a fixed-size value type so hashes and keys never travel as
 /// arbitrary-length arrays by mistake (ALLOCATION.md fixes every key at 32 bytes).
 public struct Bytes32: Hashable, Sendable, Comparable, CustomStringConvertible {
-    public var bytes: [UInt8]
+    /// The 32 bytes in order, held inline (no heap array per hash or key).
+    private var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+
+    /// The bytes as an array (a copy).
+    public var bytes: [UInt8] {
+        get { withUnsafeBytes { Array($0) } }
+        set {
+            precondition(newValue.count == 32, "Bytes32 holds exactly 32 bytes")
+            newValue.withUnsafeBytes { src in Swift.withUnsafeMutableBytes(of: &words) { $0.copyMemory(from: src) } }
+        }
+    }
 
     public init?(_ bytes: [UInt8]) {
         guard bytes.count == 32 else { return nil }
@@ -15,21 +25,37 @@ public struct Bytes32: Hashable, Sendable, Comparable, CustomStringConvertible {
     @inline(__always)
     init(unchecked bytes: [UInt8]) { self.bytes = bytes }
 
+    /// Fills the 32 bytes in place.
+    @inline(__always)
+    init(filling body: (UnsafeMutableRawBufferPointer) -> Void) {
+        Swift.withUnsafeMutableBytes(of: &words) { body($0) }
+    }
+
+    /// The 32 bytes, without copying them.
+    @inline(__always)
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try Swift.withUnsafeBytes(of: words) { try body($0) }
+    }
+
     /// Parses exactly 64 lower- or upper-case hex digits.
     public init?(hex: String) {
-        guard let b = Hex.decode(hex), b.count == 32 else { return nil }
-        self.bytes = b
+        var h = hex
+        guard let v = h.withUTF8({ Bytes32(hexUTF8: $0) }) else { return nil }
+        self = v
     }
 
     /// Exactly 64 hex digits, either case, as UTF-8 bytes (`init(hex:)` on bytes).
     public init?(hexUTF8 u: UnsafeBufferPointer<UInt8>) {
         guard u.count == 64 else { return nil }
-        var out = [UInt8](repeating: 0, count: 32)
-        for i in 0..<32 {
-            guard let hi = Hex.nibble(u[2 * i], false), let lo = Hex.nibble(u[2 * i + 1], false) else { return nil }
-            out[i] = hi << 4 | lo
+        var ok = true
+        Swift.withUnsafeMutableBytes(of: &words) { out in
+            for i in 0..<32 {
+                let hi = Hex.anyCaseNibble(u[2 * i]), lo = Hex.anyCaseNibble(u[2 * i + 1])
+                if hi | lo > 0x0f { ok = false; return }
+                out[i] = hi << 4 | lo
+            }
         }
-        self.bytes = out
+        if !ok { return nil }
     }
 
     /// Whether `u` is exactly this value's lower-case hex (`hex == String(u)`).
@@ -37,19 +63,36 @@ public struct Bytes32: Hashable, Sendable, Comparable, CustomStringConvertible {
         guard u.count == 64 else { return false }
         let table: StaticString = "0123456789abcdef"
         let t = table.utf8Start
-        for i in 0..<32 {
-            let b = bytes[i]
-            if u[2 * i] != t[Int(b >> 4)] || u[2 * i + 1] != t[Int(b & 0x0f)] { return false }
+        return withUnsafeBytes { b in
+            for i in 0..<32 {
+                let x = b[i]
+                if u[2 * i] != t[Int(x >> 4)] || u[2 * i + 1] != t[Int(x & 0x0f)] { return false }
+            }
+            return true
         }
-        return true
     }
 
-    public var hex: String { Hex.encode(bytes) }
+    public var hex: String {
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        withUnsafeBytes { Hex.append($0.assumingMemoryBound(to: UInt8.self), to: &out) }
+        return String(decoding: out, as: UTF8.self)
+    }
     public var description: String { hex }
+
+    public static func == (a: Bytes32, b: Bytes32) -> Bool {
+        a.words.0 == b.words.0 && a.words.1 == b.words.1 && a.words.2 == b.words.2 && a.words.3 == b.words.3
+    }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(words.0); h.combine(words.1); h.combine(words.2); h.combine(words.3)
+    }
 
     /// Byte order (unsigned, lexicographic): the order of gatekeeper lottery keys.
     public static func < (a: Bytes32, b: Bytes32) -> Bool {
-        a.bytes.lexicographicallyPrecedes(b.bytes)
+        let x = (UInt64(bigEndian: a.words.0), UInt64(bigEndian: a.words.1), UInt64(bigEndian: a.words.2), UInt64(bigEndian: a.words.3))
+        let y = (UInt64(bigEndian: b.words.0), UInt64(bigEndian: b.words.1), UInt64(bigEndian: b.words.2), UInt64(bigEndian: b.words.3))
+        return x < y
     }
 }
 
@@ -71,13 +114,14 @@ public enum Crypto {
 
     /// `H(a ‖ b)` without concatenating.
     public static func sha256(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bytes32 {
-        var out = [UInt8](repeating: 0, count: 32)
-        let ok = out.withUnsafeMutableBufferPointer { o in
-            whp_sha256_fast2(a.baseAddress?.assumingMemoryBound(to: UInt8.self), a.count,
-                             b.baseAddress?.assumingMemoryBound(to: UInt8.self), b.count, o.baseAddress)
+        var ok: Int32 = 0
+        let h = Bytes32 { o in
+            ok = whp_sha256_fast2(a.baseAddress?.assumingMemoryBound(to: UInt8.self), a.count,
+                                  b.baseAddress?.assumingMemoryBound(to: UInt8.self), b.count,
+                                  o.baseAddress!.assumingMemoryBound(to: UInt8.self))
         }
         precondition(ok == 1, "libcrypto SHA-256 failed")
-        return Bytes32(unchecked: out)
+        return h
     }
 
     public static func hmac(key: Bytes32, _ data: [UInt8]) -> Bytes32 {
@@ -85,15 +129,16 @@ public enum Crypto {
     }
 
     public static func hmac(key: Bytes32, _ data: UnsafeRawBufferPointer) -> Bytes32 {
-        var out = [UInt8](repeating: 0, count: 32)
-        let ok = key.bytes.withUnsafeBufferPointer { k in
-            out.withUnsafeMutableBufferPointer { o in
-                whp_hmac_sha256_fast(k.baseAddress, k.count, data.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                                     data.count, o.baseAddress)
+        var ok: Int32 = 0
+        let h = key.withUnsafeBytes { k in
+            Bytes32 { o in
+                ok = whp_hmac_sha256_fast(k.baseAddress!.assumingMemoryBound(to: UInt8.self), 32,
+                                          data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count,
+                                          o.baseAddress!.assumingMemoryBound(to: UInt8.self))
             }
         }
         precondition(ok == 1, "libcrypto HMAC-SHA256 failed")
-        return Bytes32(unchecked: out)
+        return h
     }
 
     /// The plain one-shot `EVP_Digest` (the reference for `sha256`).
@@ -141,7 +186,7 @@ public final class HMACKey {
     private let handle: UnsafeMutablePointer<whp_hmac_key>
 
     public init(_ key: Bytes32) {
-        let h = key.bytes.withUnsafeBufferPointer { whp_hmac_key_new($0.baseAddress, $0.count) }
+        let h = key.withUnsafeBytes { whp_hmac_key_new($0.baseAddress!.assumingMemoryBound(to: UInt8.self), 32) }
         precondition(h != nil, "libcrypto HMAC-SHA256 init failed")
         handle = h!
     }
@@ -160,9 +205,7 @@ public final class HMACKey {
     }
 
     public func mac(_ data: UnsafeRawBufferPointer, _ more: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) -> Bytes32 {
-        var out = [UInt8](repeating: 0, count: 32)
-        out.withUnsafeMutableBytes { mac(data, more, into: $0) }
-        return Bytes32(unchecked: out)
+        Bytes32 { mac(data, more, into: $0) }
     }
 
     public func mac(_ data: [UInt8]) -> Bytes32 {
@@ -246,6 +289,15 @@ public enum Hex {
             i += 2
         }
         return out
+    }
+
+    /// A hex digit's value, either case; 0xFF for any other byte.
+    @inline(__always)
+    static func anyCaseNibble(_ c: UInt8) -> UInt8 {
+        let d = c &- 0x30
+        if d < 10 { return d }
+        let l = (c | 0x20) &- 0x61  // 'A'...'F' and 'a'...'f' only
+        return l < 6 ? l &+ 10 : 0xFF
     }
 
     @inline(__always)

@@ -162,10 +162,11 @@ public enum Uniform {
             m[0] = 0; m[1] = 0; m[2] = 0; m[3] = 14
             UnsafeMutableRawPointer(m.baseAddress! + 4).copyMemory(from: label.utf8Start, byteCount: 14)
             for k in 0..<8 { m[18 + k] = UInt8(truncatingIfNeeded: j >> UInt64(56 - 8 * k)) }
-            let h = Crypto.hmac(key: seed, UnsafeRawBufferPointer(m)).bytes
-            var x: UInt64 = 0
-            for k in 0..<8 { x = x << 8 | UInt64(h[k]) }
-            return x
+            return Crypto.hmac(key: seed, UnsafeRawBufferPointer(m)).withUnsafeBytes { h in
+                var x: UInt64 = 0
+                for k in 0..<8 { x = x << 8 | UInt64(h[k]) }
+                return x
+            }
         }
     }
 

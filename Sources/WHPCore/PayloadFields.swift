@@ -109,6 +109,16 @@ public struct PayloadFields {
         /// At an opening quote: the string's end (index of the closing quote), or -1.
         @inline(__always) func scanString() -> Int {
             var j = i &+ 1
+            let raw = UnsafeRawPointer(p)
+            // 8 bytes at a time while none is '"' or < 0x20 (the lowest flagged byte is exact).
+            while j &+ 8 <= n {
+                let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: j, as: UInt64.self))
+                let q = w ^ 0x2222_2222_2222_2222
+                let hits = (((q &- 0x0101_0101_0101_0101) & ~q) | ((w &- 0x2020_2020_2020_2020) & ~w)) & 0x8080_8080_8080_8080
+                if hits == 0 { j &+= 8; continue }
+                j &+= hits.trailingZeroBitCount >> 3
+                break
+            }
             while j < n {
                 let c = p[j]
                 if c == 0x22 { return j }

@@ -113,6 +113,46 @@ struct TestRNG {
         }
     }
 
+    @Test func bytes32HexParsingMatchesHexDecode() {
+        var rng = TestRNG(7)
+        let digits = Array("0123456789abcdefABCDEF".utf8)
+        for round in 0..<3000 {
+            var u = (0..<64).map { _ in digits[rng.below(digits.count)] }
+            if round % 2 == 1 { u[rng.below(64)] = UInt8(rng.below(256)) }  // any byte, anywhere
+            if round % 7 == 0 { u.removeLast(rng.below(3)) }
+            if round % 11 == 0 { u.append(digits[rng.below(digits.count)]) }
+            let text = String(decoding: u, as: UTF8.self)
+            let expected = Hex.decode(text).flatMap { $0.count == 32 ? $0 : nil }
+            #expect(Bytes32(hex: text)?.bytes == expected, "\(text.debugDescription)")
+            #expect(u.withUnsafeBufferPointer { Bytes32(hexUTF8: $0) }?.bytes == (u.allSatisfy { $0 < 0x80 } ? expected : nil))
+            if let b = Bytes32(hex: text) {
+                #expect(b.hex == hexString(b.bytes))
+                #expect(Array(b.hex.utf8).withUnsafeBufferPointer { b.isHex($0) })
+                #expect(u.withUnsafeBufferPointer { b.isHex($0) } == (text == b.hex))
+            }
+        }
+        for c in 0...255 {
+            let u = [UInt8](repeating: UInt8(c), count: 64)
+            let expected = Hex.decode(String(decoding: u, as: UTF8.self)).flatMap { $0.count == 32 ? $0 : nil }
+            #expect(u.withUnsafeBufferPointer { Bytes32(hexUTF8: $0) }?.bytes == (c < 0x80 ? expected : nil), "byte \(c)")
+        }
+    }
+
+    @Test func bytes32OrderIsByteOrder() {
+        var rng = TestRNG(8)
+        for _ in 0..<2000 {
+            var a = rng.bytes(32), b = a
+            let k = rng.below(32)
+            b[k] = UInt8(rng.below(256))
+            if rng.below(4) == 0 { a = rng.bytes(32) }
+            let x = Bytes32(a)!, y = Bytes32(b)!
+            #expect((x < y) == a.lexicographicallyPrecedes(b))
+            #expect((x == y) == (a == b))
+            #expect(x.bytes == a && y.bytes == b)
+            if a == b { #expect(x.hashValue == y.hashValue) }
+        }
+    }
+
     @Test func uniformWordsMatchTheSpecEncoding() {
         var rng = TestRNG(6)
         for _ in 0..<100 {
