@@ -14,20 +14,48 @@ public struct CivilDate: Hashable, Comparable, Sendable, CustomStringConvertible
 
     /// Parses exactly `YYYY-MM-DD`.
     public init?(_ text: String) {
-        let u = Array(text.utf8)
+        var t = text
+        guard let d = t.withUTF8({ CivilDate(utf8: $0) }) else { return nil }
+        self = d
+    }
+
+    /// Parses exactly `YYYY-MM-DD` from UTF-8 bytes.
+    public init?(utf8 u: UnsafeBufferPointer<UInt8>) {
         guard u.count == 10, u[4] == 0x2d, u[7] == 0x2d,
-              let y = CivilDate.digits(u[0..<4]), let m = CivilDate.digits(u[5..<7]),
-              let d = CivilDate.digits(u[8..<10]) else { return nil }
+              let y = CivilDate.digits(u, 0, 4), let m = CivilDate.digits(u, 5, 7),
+              let d = CivilDate.digits(u, 8, 10) else { return nil }
         self.init(year: y, month: m, day: d)
     }
 
-    static func digits(_ s: ArraySlice<UInt8>) -> Int? {
+    @inline(__always)
+    static func digits(_ u: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> Int? {
         var n = 0
-        for c in s {
+        for i in from..<to {
+            let c = u[i]
             guard c >= 0x30, c <= 0x39 else { return nil }
             n = n * 10 + Int(c - 0x30)
         }
         return n
+    }
+
+    /// The 10 bytes of `iso` (years 1…9999 always take 4 digits).
+    @inline(__always)
+    func writeISO(_ d: UnsafeMutablePointer<UInt8>) {
+        var y = year
+        for k in stride(from: 3, through: 0, by: -1) { d[k] = 0x30 &+ UInt8(truncatingIfNeeded: y % 10); y /= 10 }
+        d[4] = 0x2d
+        d[5] = 0x30 &+ UInt8(truncatingIfNeeded: month / 10); d[6] = 0x30 &+ UInt8(truncatingIfNeeded: month % 10)
+        d[7] = 0x2d
+        d[8] = 0x30 &+ UInt8(truncatingIfNeeded: day / 10); d[9] = 0x30 &+ UInt8(truncatingIfNeeded: day % 10)
+    }
+
+    /// Whether `bytes` are exactly this date's `iso` text.
+    func isISO(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard bytes.count == 10 else { return false }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 10) { d in
+            writeISO(d.baseAddress!)
+            return (0..<10).allSatisfy { d[$0] == bytes[$0] }
+        }
     }
 
     public static func isLeap(_ y: Int) -> Bool { (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 }
@@ -118,11 +146,17 @@ public struct Instant: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     /// Parses exactly `YYYY-MM-DDTHH:MM:SSZ`.
     public init?(_ text: String) {
-        let u = Array(text.utf8)
+        var t = text
+        guard let i = t.withUTF8({ Instant(utf8: $0) }) else { return nil }
+        self = i
+    }
+
+    /// Parses exactly `YYYY-MM-DDTHH:MM:SSZ` from UTF-8 bytes.
+    public init?(utf8 u: UnsafeBufferPointer<UInt8>) {
         guard u.count == 20, u[10] == 0x54, u[13] == 0x3a, u[16] == 0x3a, u[19] == 0x5a,
-              let date = CivilDate(String(decoding: u[0..<10], as: UTF8.self)),
-              let h = CivilDate.digits(u[11..<13]), let m = CivilDate.digits(u[14..<16]),
-              let s = CivilDate.digits(u[17..<19]), h < 24, m < 60, s < 60 else { return nil }
+              let date = CivilDate(utf8: UnsafeBufferPointer(rebasing: u[0..<10])),
+              let h = CivilDate.digits(u, 11, 13), let m = CivilDate.digits(u, 14, 16),
+              let s = CivilDate.digits(u, 17, 19), h < 24, m < 60, s < 60 else { return nil }
         seconds = date.dayNumber * 86400 + h * 3600 + m * 60 + s
     }
 

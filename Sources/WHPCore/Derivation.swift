@@ -57,6 +57,98 @@ public enum Derivation {
     }
 }
 
+/// The derivations of ALLOCATION.md §2 under one trial's seed `S`, with the
+/// HMAC key schedule computed once and the constant message prefixes built
+/// once: what `verify --seed` re-derives for every allocation and lottery key.
+/// Same bytes as the `Derivation` functions. One thread at a time.
+public final class SeedDerivation {
+    private let key: HMACKey
+    private var alloc: [UInt8], block: [UInt8], lottery: [UInt8]
+    private var scratch: [UInt8] = []
+
+    public init(seed: Bytes32, trialID: String) {
+        key = HMACKey(seed)
+        alloc = ByteWriter.enc("whp/alloc/v1") + ByteWriter.enc(trialID)
+        block = ByteWriter.enc("whp/block/v1") + ByteWriter.enc(trialID)
+        lottery = ByteWriter.enc("whp/gatekeeper/v1") + ByteWriter.enc(trialID)
+        scratch.reserveCapacity(128)
+    }
+
+    private func mac(_ prefix: [UInt8]) -> Bytes32 {
+        prefix.withUnsafeBytes { p in scratch.withUnsafeBytes { key.mac(p, $0) } }
+    }
+
+    private func encScratch(_ s: String) {
+        var s = s
+        s.withUTF8 { u in
+            ByteWriter.appendU32(UInt32(u.count), to: &scratch)
+            scratch.append(contentsOf: u)
+        }
+    }
+
+    private func u64Scratch(_ n: UInt64) {
+        for shift in stride(from: 56, through: 0, by: -8) { scratch.append(UInt8(truncatingIfNeeded: n >> UInt64(shift))) }
+    }
+
+    /// `a_i` of stratum σ.
+    public func allocationSeed(stratum: String, index: Int) -> Bytes32 {
+        scratch.removeAll(keepingCapacity: true)
+        encScratch(stratum); u64Scratch(UInt64(index))
+        return mac(alloc)
+    }
+
+    /// `k_b` of stratum σ.
+    public func blockSeed(stratum: String, block b: Int) -> Bytes32 {
+        scratch.removeAll(keepingCapacity: true)
+        encScratch(stratum); u64Scratch(UInt64(b))
+        return mac(block)
+    }
+
+    /// A referral's gatekeeper lottery key within one run.
+    public func lotteryKey(runID: String, referralID: String) -> Bytes32 {
+        scratch.removeAll(keepingCapacity: true)
+        encScratch(runID); encScratch(referralID)
+        return mac(lottery)
+    }
+}
+
+/// Research ids (ALLOCATION.md §5) under the evaluation key `Ke`, with its key
+/// schedule computed once; writes the hex straight into an output buffer.
+/// Same bytes as `Derivation.researchID`. One thread at a time.
+public final class ResearchIDs {
+    private let key: HMACKey
+    private var message: [UInt8]
+    private let prefixCount: Int
+
+    public init(key: Bytes32) {
+        self.key = HMACKey(key)
+        message = ByteWriter.enc("whp/research-id/v1")
+        prefixCount = message.count
+        message.reserveCapacity(prefixCount + 4 + 64)
+    }
+
+    /// Appends the 64 hex digits of the research id of `pseudonymHex` to `out`.
+    public func appendHex(pseudonymHex: String, to out: inout [UInt8]) {
+        message.removeSubrange(prefixCount...)
+        var p = pseudonymHex
+        p.withUTF8 { u in
+            ByteWriter.appendU32(UInt32(u.count), to: &message)
+            message.append(contentsOf: u)
+        }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { h in
+            message.withUnsafeBytes { key.mac($0, into: UnsafeMutableRawBufferPointer(h)) }
+            Hex.append(UnsafeBufferPointer(h), to: &out)
+        }
+    }
+
+    public func researchID(pseudonymHex: String) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        appendHex(pseudonymHex: pseudonymHex, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
 /// ALLOCATION.md §3: an unbiased integer in `[0, n)` from a 32-byte seed.
 public enum Uniform {
     /// The j-th 64-bit word of a seed's stream. A parameter so the rejection
@@ -64,12 +156,18 @@ public enum Uniform {
     public typealias WordSource = @Sendable (_ seed: Bytes32, _ j: UInt64) -> UInt64
 
     public static let hmacWords: WordSource = { seed, j in
-        var w = ByteWriter(capacity: 26)
-        w.enc("whp/uniform/v1"); w.u64(j)
-        let h = Crypto.hmac(key: seed, w.bytes).bytes
-        var x: UInt64 = 0
-        for k in 0..<8 { x = x << 8 | UInt64(h[k]) }
-        return x
+        // enc("whp/uniform/v1") ‖ u64(j): 4 + 14 + 8 bytes.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 26) { m in
+            let label: StaticString = "whp/uniform/v1"
+            m[0] = 0; m[1] = 0; m[2] = 0; m[3] = 14
+            UnsafeMutableRawPointer(m.baseAddress! + 4).copyMemory(from: label.utf8Start, byteCount: 14)
+            for k in 0..<8 { m[18 + k] = UInt8(truncatingIfNeeded: j >> UInt64(56 - 8 * k)) }
+            return Crypto.hmac(key: seed, UnsafeRawBufferPointer(m)).withUnsafeBytes { h in
+                var x: UInt64 = 0
+                for k in 0..<8 { x = x << 8 | UInt64(h[k]) }
+                return x
+            }
+        }
     }
 
     /// `uniform(seed, n)` for `1 ≤ n ≤ 2^32`.

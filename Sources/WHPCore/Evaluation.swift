@@ -176,3 +176,126 @@ public enum Evaluation {
             """
     }
 }
+
+/// Writes export rows straight into a byte buffer: the same bytes as
+/// `Evaluation.row(...)` followed by `csv(into:)` or `jsonl(into:)`, without the
+/// per-row strings, and with the research-id HMAC key schedule computed once.
+/// One instance per export; one thread at a time.
+public final class EvaluationRowWriter {
+    public let config: TrialConfig
+    public let precision: DatePrecision
+    public let format: ExportFormat
+    private let researchIDs: ResearchIDs
+    private var json = JSONWriter(capacity: 128)
+    private var field: [UInt8] = []
+
+    public init(config: TrialConfig, evaluationKey: Bytes32, precision: DatePrecision, format: ExportFormat) {
+        self.config = config; self.precision = precision; self.format = format
+        researchIDs = ResearchIDs(key: evaluationKey)
+        field.reserveCapacity(128)
+    }
+
+    /// The CSV header row (nothing for JSON Lines).
+    public func header(into out: inout [UInt8]) {
+        if format == .csv { EvaluationRow.csvHeader(into: &out) }
+    }
+
+    /// Appends the row of `f`; false (nothing written) when `Evaluation.row` leaves it out.
+    @discardableResult
+    public func append(_ f: ReferralFacts, to out: inout [UInt8]) -> Bool {
+        if f.status == .cancelled || f.optedOut { return false }
+        let outcome: StaticString
+        var arm: StaticString = ""
+        switch f.status {
+        case .awaitingGatekeeper: outcome = "pending"
+        case .notSelected: outcome = "not_selected"
+        case .allocated(.whp): outcome = "selected"; arm = "WHP"
+        case .allocated(.psc): outcome = "selected"; arm = "PSC"
+        case .allocated(.rcg): outcome = "selected"; arm = "RCG"
+        case .cancelled: return false
+        }
+        let rule = f.status == .awaitingGatekeeper ? "" : (f.rule ?? "")  // a pending referral has no rule yet
+        let flag = f.flag ?? ""
+        if format == .csv {
+            researchIDs.appendHex(pseudonymHex: f.claimant.hex, to: &out)
+            out.append(0x2c); CSV.field(f.district, into: &out)
+            out.append(0x2c); CSV.field(f.group, into: &out)
+            out.append(0x2c)
+            if config.stratifyByGroup { CSV.field(config.stratum(district: f.district, group: f.group), into: &out) } else { CSV.field(f.district, into: &out) }
+            out.append(0x2c); appendDecimal(f.claimantReferralNumber, to: &out)
+            out.append(0x2c); appendDate(f.referralDate, to: &out)
+            out.append(0x2c); if let d = f.gkDate { appendDate(d, to: &out) }
+            out.append(0x2c); appendStatic(outcome, to: &out)
+            out.append(0x2c); CSV.field(rule, into: &out)
+            out.append(0x2c); appendStatic(arm, to: &out)
+            out.append(0x2c); CSV.field(flag, into: &out)
+            out.append(0x0d); out.append(0x0a)
+        } else {
+            appendStatic("{\"research_id\":\"", to: &out)
+            researchIDs.appendHex(pseudonymHex: f.claimant.hex, to: &out)
+            appendStatic("\",\"district\":", to: &out); jsonString(f.district, to: &out)
+            appendStatic(",\"group\":", to: &out); jsonString(f.group, to: &out)
+            appendStatic(",\"stratum\":", to: &out)
+            jsonString(config.stratifyByGroup ? config.stratum(district: f.district, group: f.group) : f.district, to: &out)
+            appendStatic(",\"referral_number\":", to: &out)
+            json.reset(); json.int(f.claimantReferralNumber); out.append(contentsOf: json.bytes)
+            appendStatic(",\"referral_date\":\"", to: &out); appendDate(f.referralDate, to: &out)
+            appendStatic("\",\"gk_date\":", to: &out)
+            if let d = f.gkDate { out.append(0x22); appendDate(d, to: &out); out.append(0x22) } else { appendStatic("null", to: &out) }
+            appendStatic(",\"gk_outcome\":\"", to: &out); appendStatic(outcome, to: &out)
+            appendStatic("\",\"gk_rule\":", to: &out); jsonString(rule, to: &out)
+            appendStatic(",\"arm\":", to: &out)
+            if arm.utf8CodeUnitCount == 0 { appendStatic("null", to: &out) } else { out.append(0x22); appendStatic(arm, to: &out); out.append(0x22) }
+            appendStatic(",\"in_error\":", to: &out); jsonString(flag, to: &out)
+            appendStatic("}\n", to: &out)
+        }
+        return true
+    }
+
+    @inline(__always)
+    private func appendStatic(_ s: StaticString, to out: inout [UInt8]) {
+        out.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+
+    /// A string cell: null when empty, as `jsonl(into:)` writes it.
+    private func jsonString(_ s: String, to out: inout [UInt8]) {
+        if s.isEmpty { appendStatic("null", to: &out); return }
+        json.reset()
+        json.string(s)
+        out.append(contentsOf: json.bytes)
+    }
+
+    /// `String(n)`.
+    private func appendDecimal(_ n: Int, to out: inout [UInt8]) {
+        guard n >= 0 else { out.append(contentsOf: String(n).utf8); return }
+        appendPadded(n, 1, to: &out)
+    }
+
+    /// `pad(n, width)` for n ≥ 0: the decimal digits, zero-padded on the left to `width`.
+    @inline(__always)
+    private func appendPadded(_ n: Int, _ width: Int, to out: inout [UInt8]) {
+        var digits = 1, t = n
+        while t >= 10 { t /= 10; digits += 1 }
+        for _ in digits..<max(width, digits) { out.append(0x30) }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: digits) { d in
+            var m = n
+            for k in stride(from: digits - 1, through: 0, by: -1) { d[k] = 0x30 &+ UInt8(truncatingIfNeeded: m % 10); m /= 10 }
+            out.append(contentsOf: d)
+        }
+    }
+
+    /// `precision.format(d)`.
+    private func appendDate(_ d: CivilDate, to out: inout [UInt8]) {
+        switch precision {
+        case .day:
+            appendPadded(d.year, 4, to: &out); out.append(0x2d)
+            appendPadded(d.month, 2, to: &out); out.append(0x2d); appendPadded(d.day, 2, to: &out)
+        case .week:
+            let w = d.isoWeek
+            guard w.year >= 0, w.week >= 0 else { out.append(contentsOf: precision.format(d).utf8); return }
+            appendPadded(w.year, 4, to: &out); out.append(0x2d); out.append(0x57); appendPadded(w.week, 2, to: &out)
+        case .month:
+            appendPadded(d.year, 4, to: &out); out.append(0x2d); appendPadded(d.month, 2, to: &out)
+        }
+    }
+}
