@@ -102,16 +102,18 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
             do {
                 switch kind {
                 case .read:
-                    try session.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", [])
+                    try session.execNow("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 case .write:
-                    try session.exec("BEGIN ISOLATION LEVEL READ COMMITTED", [])
-                    if takesChainLock { try session.exec("SELECT pg_advisory_xact_lock(?)", [.int(Self.chainLock)]) }
+                    try session.execNow("BEGIN ISOLATION LEVEL READ COMMITTED")
+                    if takesChainLock { _ = try session.query("SELECT pg_advisory_xact_lock(?)", [.int(Self.chainLock)]) { _ in } }
                 }
                 let result = try body(session)
-                try session.exec("COMMIT", [])
+                try session.drain()
+                try session.execNow("COMMIT")
                 return result
             } catch {
-                if session.connection.isClosed { connection = nil } else { try? session.exec("ROLLBACK", []) }
+                session.abandon()
+                if session.connection.isClosed { connection = nil } else { try? session.execNow("ROLLBACK") }
                 if retry, attempt < retries, PostgresSession.isLostRace(error) {
                     attempt += 1
                     logger.warning("write lost a race (\(PostgresSession.describe(error))); retrying (\(attempt))")
@@ -178,13 +180,15 @@ final class PostgresSession: SQLSession {
     unowned let backend: PostgresBackend
     var dialect: SQLDialect { .postgres }
     private var cursors = 0
+    /// Statements sent but not yet waited for (see `exec`).
+    private var inFlight: [EventLoopFuture<PostgresQueryResult>] = []
 
     init(connection: PostgresConnection, backend: PostgresBackend) {
         self.connection = connection
         self.backend = backend
     }
 
-    private func run(_ sql: String, _ args: [SQLValue]) throws -> PostgresQueryResult {
+    private func send(_ sql: String, _ args: [SQLValue]) -> EventLoopFuture<PostgresQueryResult> {
         var binds = PostgresBindings(capacity: args.count)
         for a in args {
             switch a {
@@ -193,11 +197,47 @@ final class PostgresSession: SQLSession {
             case .null: binds.appendNull()
             }
         }
-        return try connection.query(PostgresQuery(unsafeSQL: backend.numbered(sql), binds: binds), logger: backend.logger).wait()
+        return connection.query(PostgresQuery(unsafeSQL: backend.numbered(sql), binds: binds), logger: backend.logger)
     }
 
+    /// Sends the statement after everything in flight, waits for it, returns its rows.
+    private func run(_ sql: String, _ args: [SQLValue]) throws -> PostgresQueryResult {
+        let result = send(sql, args)
+        try drain()
+        return try result.wait()
+    }
+
+    /// A statement whose result nobody reads (the appends and the projection)
+    /// is sent without waiting: the connection runs statements in order, so a
+    /// later query sees its effect, and its error, if any, surfaces at the
+    /// next wait, inside the same transaction, which then fails as a whole.
+    /// A group of pipelined requests thus pays a round trip per read, not per
+    /// statement.
     func exec(_ sql: String, _ args: [SQLValue]) throws {
-        _ = try run(sql, args)
+        inFlight.append(send(sql, args))
+        if inFlight.count >= 512 { try drain() }
+    }
+
+    /// Waits for every statement in flight; throws the first error.
+    func drain() throws {
+        let pending = inFlight
+        inFlight = []
+        var first: (any Error)?
+        for f in pending {
+            do { _ = try f.wait() } catch { if first == nil { first = error } }
+        }
+        if let first { throw first }
+    }
+
+    /// After a failure: waits out whatever is still in flight, ignoring its errors.
+    func abandon() {
+        for f in inFlight { _ = try? f.wait() }
+        inFlight = []
+    }
+
+    /// Transaction control, always waited for.
+    func execNow(_ sql: String) throws {
+        _ = try run(sql, [])
     }
 
     func query(_ sql: String, _ args: [SQLValue], _ row: (any SQLRow) throws -> Void) throws {
@@ -209,14 +249,14 @@ final class PostgresSession: SQLSession {
     func stream(_ sql: String, _ args: [SQLValue], _ row: (any SQLRow) throws -> Void) throws {
         cursors += 1
         let name = "whp_cursor_\(cursors)"
-        try exec("DECLARE \(name) NO SCROLL CURSOR FOR " + sql, args)
+        _ = try run("DECLARE \(name) NO SCROLL CURSOR FOR " + sql, args)
         let batch = 5000
         while true {
             let rows = try run("FETCH FORWARD \(batch) FROM \(name)", []).rows
             for r in rows { try row(PostgresResultRow(r.makeRandomAccess())) }
             if rows.count < batch { break }
         }
-        try exec("CLOSE \(name)", [])
+        _ = try run("CLOSE \(name)", [])
     }
 
     /// A write that lost a race the server detected: serialisation failure,
