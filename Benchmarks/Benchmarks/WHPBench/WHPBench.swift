@@ -75,4 +75,126 @@ let benchmarks: @Sendable () -> Void = {
             }
         }
     }
+
+    // --- Pure-core costs of `verify` and `export` (performance issue #7) ---
+
+    let trialLog = SyntheticTrial.log(config: config, seed: seed, referrals: 3_000)
+    Benchmark("verify: consume one event (payload text, with seed)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        // scalingFactor .kilo: one iteration = 1,000 events of a referred / decided / allocated trial.
+        var v = AuditVerifier(config: config, configHash: seed, seed: seed, commitmentFile: nil)
+        var k = 0
+        for _ in benchmark.scaledIterations {
+            if k == trialLog.count { v = AuditVerifier(config: config, configHash: seed, seed: seed, commitmentFile: nil); k = 0 }
+            let e = trialLog[k]
+            v.consume(seq: e.seq, type: e.type, payloadText: e.text, storedHash: e.hash)
+            k += 1
+        }
+        blackHole(v)
+    }
+
+    Benchmark("verify: consume one event (dictionary payload, as before)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        var v = AuditVerifier(config: config, configHash: seed, seed: seed, commitmentFile: nil)
+        var k = 0
+        for _ in benchmark.scaledIterations {
+            if k == trialLog.count { v = AuditVerifier(config: config, configHash: seed, seed: seed, commitmentFile: nil); k = 0 }
+            let e = trialLog[k]
+            v.consume(seq: e.seq, type: e.type, payload: try? PayloadJSON.decode(e.text), storedHash: e.hash)
+            k += 1
+        }
+        blackHole(v)
+    }
+
+    let allocatedText = trialLog.last { $0.type == "allocated" }!.text
+    Benchmark("payload parse: PayloadFields", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        var f = PayloadFields()
+        for _ in benchmark.scaledIterations { blackHole(f.parse(allocatedText)) }
+    }
+    Benchmark("payload parse: PayloadJSON.decode (dictionary)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(try? PayloadJSON.decode(allocatedText)) }
+    }
+
+    let message = Array(repeating: UInt8(0x61), count: 60)
+    Benchmark("HMAC-SHA256: HMACKey (key schedule once)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let key = HMACKey(seed)
+        for _ in benchmark.scaledIterations { blackHole(key.mac(message)) }
+    }
+    Benchmark("HMAC-SHA256: Crypto.hmac (per-thread context)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(Crypto.hmac(key: seed, message)) }
+    }
+    Benchmark("HMAC-SHA256: one-shot HMAC() (before)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(Crypto.oneShotHMAC(key: seed, message)) }
+    }
+
+    let facts = (0..<1_000).map { i in
+        ReferralFacts(claimant: Pseudonym(hex: Crypto.sha256(Array("c\(i)".utf8)).hex), district: "devon-cornwall", group: "disability",
+                      referralDate: CivilDate("2017-11-01")!, status: .allocated(Arm.allCases[i % 3]), gkDate: CivilDate("2017-11-20"),
+                      rule: "lottery", flag: nil, claimantReferralNumber: 1 + i % 3, optedOut: false)
+    }
+    for format in ExportFormat.allCases {
+        Benchmark("export row (\(format)): EvaluationRowWriter", configuration: .init(scalingFactor: .kilo)) { benchmark in
+            let writer = EvaluationRowWriter(config: config, evaluationKey: seed, precision: .month, format: format)
+            var out: [UInt8] = []
+            out.reserveCapacity(1 << 20)
+            var k = 0
+            for _ in benchmark.scaledIterations {
+                writer.append(facts[k], to: &out)
+                k = k == facts.count - 1 ? 0 : k + 1
+                if out.count > 1 << 19 { out.removeAll(keepingCapacity: true) }
+            }
+            blackHole(out.count)
+        }
+        Benchmark("export row (\(format)): Evaluation.row + \(format)(into:) (before)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+            var out: [UInt8] = []
+            out.reserveCapacity(1 << 20)
+            var k = 0
+            for _ in benchmark.scaledIterations {
+                let row = Evaluation.row(facts[k], config: config, evaluationKey: seed, precision: .month)!
+                if format == .csv { row.csv(into: &out) } else { row.jsonl(into: &out) }
+                k = k == facts.count - 1 ? 0 : k + 1
+                if out.count > 1 << 19 { out.removeAll(keepingCapacity: true) }
+            }
+            blackHole(out.count)
+        }
+    }
+}
+
+/// A trial log for the verifier benchmarks: `referrals` referrals in one
+/// district, one lottery run selecting all of them, their allocations; chained
+/// as the store chains it.
+enum SyntheticTrial {
+    struct Stored { var seq: Int; var type: String; var text: String; var hash: String }
+
+    static func log(config: TrialConfig, seed: Bytes32, referrals n: Int) -> [Stored] {
+        let at = Instant("2017-11-01T09:00:00Z")!
+        let commitment = Derivation.commitment(trialID: config.trialID, seed: seed)
+        var payloads: [(EventType, [String: String])] = [(.trialStarted, config.trialStartedPayload(commitment: commitment, configHash: seed, recordedAt: at))]
+        let district = config.districts[0]
+        for i in 0..<n {
+            payloads.append((.referred, ["referral_id": "R\(i)", "claimant": Crypto.sha256(Array("c\(i)".utf8)).hex, "district": district.id,
+                                          "group": "disability", "referral_date": "2017-11-01", "actor": "work_coach:WC1", "recorded_at": at.iso]))
+        }
+        let ids = (0..<n).map { "R\($0)" }
+        let sel = GatekeeperSelection.select(ids.enumerated().map { PendingReferral(referralID: $1, referralDate: CivilDate("2017-11-01")!, referredSeq: $0 + 2) },
+                                             capacity: n, rule: .lottery) { Derivation.lotteryKey(seed: seed, trialID: config.trialID, runID: "gk-1", referralID: $0) }
+        for id in ids {
+            payloads.append((.gatekeeperDecision, ["run_id": "gk-1", "referral_id": id, "gk_date": "2017-11-20", "rule": "lottery", "decision": "selected",
+                                                   "capacity": String(n), "lottery_key": sel.keys[id]!.hex, "actor": "gatekeeper:GK", "recorded_at": at.iso]))
+        }
+        var state = StratumState()
+        for (i, id) in ids.enumerated() {
+            let (d, next) = Allocator.next(state: state, seed: seed, trialID: config.trialID, stratum: district.id, weights: district.weights,
+                                           method: .permutedBlock, multipliers: config.blockMultipliers)
+            state = next
+            payloads.append((.allocated, ["referral_id": id, "run_id": "gk-1", "gk_date": "2017-11-20", "claimant": Crypto.sha256(Array("c\(i)".utf8)).hex,
+                                          "district": district.id, "group": "disability", "stratum": district.id, "index": String(d.index),
+                                          "arm": d.arm.rawValue, "alloc_seed": d.allocSeed.hex, "block": String(d.block!), "block_size": String(d.blockSize!),
+                                          "position": String(d.position!), "recorded_at": at.iso]))
+        }
+        var prev = Derivation.genesis(trialID: config.trialID, commitment: commitment)
+        return payloads.enumerated().map { k, p in
+            let e = Event(seq: k + 1, type: p.0, payload: p.1)
+            prev = Chain.next(previous: prev, event: e)
+            return Stored(seq: k + 1, type: p.0.rawValue, text: PayloadJSON.encode(p.1), hash: prev.hex)
+        }
+    }
 }
