@@ -102,9 +102,9 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
             do {
                 switch kind {
                 case .read:
-                    try session.execNow("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    try session.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", [])
                 case .write:
-                    try session.execNow("BEGIN ISOLATION LEVEL READ COMMITTED")
+                    try session.exec("BEGIN ISOLATION LEVEL READ COMMITTED", [])
                     if takesChainLock { _ = try session.query("SELECT pg_advisory_xact_lock(?)", [.int(Self.chainLock)]) { _ in } }
                 }
                 let result = try body(session)

@@ -38,13 +38,14 @@ public struct Engine: Sendable {
         switch r.command {
         case let .refer(rid, claimantID, district, group, date):
             let claimant = pseudonym(claimantID)
-            if let existing = try tx.referral(rid) {
+            let (existing, records) = try tx.referralAndHistory(rid, claimant: claimant)
+            if let existing {
                 let same = existing.claimant == claimant && existing.district == district && existing.group == group
                     && existing.referralDate == date.iso
                 return same ? .ok(.object(["referral_id": .string(rid), "status": .string("awaiting_gatekeeper")]))
                             : .error(ProtocolError(.conflict, field: "referral_id"))
             }
-            let history = try tx.referrals(claimant: claimant).map(\.outcome)
+            let history = records.map(\.outcome)
             let e = Locks.eligibility(history: history, on: date, lengths: config.locks, policy: config.frontlineRCG)
             if e.pending { return .error(ProtocolError(.duplicateReferral, field: "claimant")) }
             if !e.eligible { return .error(ProtocolError(.notEligible, field: "claimant")) }

@@ -247,6 +247,23 @@ public struct StoreTransaction {
         try referralRows("WHERE referral_id = ?", [.text(id)]).first
     }
 
+    /// A referral id's row, if any, and every referral of a claimant, oldest
+    /// first: what `refer` reads. One round trip on PostgreSQL (a UNION ALL,
+    /// tagged); SQLite, in-process, runs the two indexed queries.
+    public func referralAndHistory(_ id: String, claimant: String) throws -> (ReferralRecord?, [ReferralRecord]) {
+        if s.dialect == .sqlite { return (try referral(id), try referrals(claimant: claimant)) }
+        var found: ReferralRecord?, history: [ReferralRecord] = []
+        try s.query("""
+            SELECT \(ReferralRecord.columns), 0 AS part, referred_seq AS o FROM referrals WHERE referral_id = ?
+            UNION ALL
+            SELECT \(ReferralRecord.columns), 1 AS part, referred_seq AS o FROM referrals WHERE claimant = ?
+            ORDER BY part, o
+            """, [.text(id), .text(claimant)]) { r in
+            if r.int(14) == 0 { found = ReferralRecord(r) } else { history.append(ReferralRecord(r)) }
+        }
+        return (found, history)
+    }
+
     /// Every referral of a claimant, oldest first.
     public func referrals(claimant: String) throws -> [ReferralRecord] {
         try referralRows("WHERE claimant = ? ORDER BY referred_seq", [.text(claimant)])

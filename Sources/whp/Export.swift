@@ -70,14 +70,15 @@ struct EvaluationExport {
             let file = try HashingFile(out + "/" + dataName)
             var buffer: [UInt8] = []
             buffer.reserveCapacity(1 << 20)
-            if format == .csv { EvaluationRow.csvHeader(into: &buffer) }
+            // Rows go straight into the buffer, the research-id key schedule computed once.
+            let writer = EvaluationRowWriter(config: config, evaluationKey: key, precision: precision, format: format)
+            writer.header(into: &buffer)
             var rows = 0, removed = 0, seen = 0
             try tx.forEachReferralFact { f in
                 seen += 1
                 if f.optedOut && f.status != .cancelled { removed += 1 }
-                if let row = Evaluation.row(f, config: config, evaluationKey: key, precision: precision) {
+                if writer.append(f, to: &buffer) {
                     rows += 1
-                    if format == .csv { row.csv(into: &buffer) } else { row.jsonl(into: &buffer) }
                     if buffer.count >= 1 << 20 { try file.write(buffer); buffer.removeAll(keepingCapacity: true) }
                 }
                 if progress && seen % 100_000 == 0 {

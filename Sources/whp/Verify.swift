@@ -66,8 +66,10 @@ enum Auditor {
         let (report0, diff) = try store.snapshot { snapshot in
             try rebuilt.rebuild { project in
                 try snapshot.forEachEvent { e in
+                    // The verifier reads the stored text itself (no dictionary); the
+                    // rebuild's projection still takes the decoded payload.
+                    verifier.consume(seq: e.seq, type: e.type, payloadText: e.payloadText, storedHash: e.hash)
                     let payload = try? PayloadJSON.decode(e.payloadText)
-                    verifier.consume(seq: e.seq, type: e.type, payload: payload, storedHash: e.hash)
                     if let payload { try project(Event(seq: e.seq, type: e.type, payload: payload)) } else if unparsable == nil { unparsable = e.seq }
                     count += 1; head = e.hash
                     if let checkpoint, e.seq == checkpoint.seq { hashes[e.seq] = e.hash }
