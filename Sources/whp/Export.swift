@@ -36,6 +36,9 @@ struct Export: ParsableCommand {
         guard let precision = DatePrecision(rawValue: datePrecision) else { throw ValidationError("--date-precision must be day, week or month") }
         let (config, configHash, _) = try loadConfig(common.config)
         let store = try openStore(common, readonly: false)
+        // One pass over every referral: a small page cache keeps SQLite's sorter
+        // (the window query) within a few MiB however large the trial.
+        try? (store.backend as? SQLiteBackend)?.setPageCache(kibibytes: 4096)
         guard let trial = try store.read({ try $0.trial() }), trial.configHash == configHash.hex else {
             throw Failure.failed("district-config does not match the trial's config hash; export with the trial's own config")
         }
