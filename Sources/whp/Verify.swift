@@ -60,23 +60,25 @@ enum Auditor {
                                      commitmentFile: commitment.map { ($0.trialID, $0.commitment, $0.configHash) })
         let rebuilt = try Store.scratch()
         var count = 0, head = "", hashes: [Int: String] = [:]
-        var unparsable: Int?
         // One snapshot for the log and the derived tables: a trial being served
-        // while it is verified is judged as of one head.
+        // while it is verified is judged as of one head. The verifier runs on
+        // this thread; the rebuild of the derived tables on a second one.
+        let rebuild = ParallelRebuild(into: rebuilt)
         let (report0, diff) = try store.snapshot { snapshot in
-            try rebuilt.rebuild { project in
-                try snapshot.forEachEvent { e in
-                    // The verifier reads the stored text itself (no dictionary); the
-                    // rebuild's projection still takes the decoded payload.
-                    verifier.consume(seq: e.seq, type: e.type, payloadText: e.payloadText, storedHash: e.hash)
-                    let payload = try? PayloadJSON.decode(e.payloadText)
-                    if let payload { try project(Event(seq: e.seq, type: e.type, payload: payload)) } else if unparsable == nil { unparsable = e.seq }
-                    count += 1; head = e.hash
-                    if let checkpoint, e.seq == checkpoint.seq { hashes[e.seq] = e.hash }
-                }
+            var batch: [StoredEvent] = []
+            batch.reserveCapacity(ParallelRebuild.batchSize)
+            try snapshot.forEachEvent { e in
+                verifier.consume(seq: e.seq, type: e.type, payloadText: e.payloadText, storedHash: e.hash)
+                count += 1; head = e.hash
+                if let checkpoint, e.seq == checkpoint.seq { hashes[e.seq] = e.hash }
+                batch.append(e)
+                if batch.count == ParallelRebuild.batchSize { rebuild.add(batch); batch.removeAll(keepingCapacity: true) }
             }
+            rebuild.add(batch)
+            try rebuild.finish()
             return (verifier.finish(events: count, head: head), try snapshot.compareDerivedTables(with: rebuilt))
         }
+        let unparsable = rebuild.unparsable
         var report = report0
         if let checkpoint { report.checks.append(checkpointCheck(checkpoint, trialID: config.trialID, found: hashes[checkpoint.seq], events: count)) }
         report.checks.append(diff.map {
@@ -177,5 +179,83 @@ final class LineReader {
             let chunk = handle.readData(ofLength: 1 << 20)
             if chunk.isEmpty { eof = true } else { buffer.append(contentsOf: chunk) }
         }
+    }
+}
+
+/// Replays the log into a scratch store's derived tables on a thread of its
+/// own, fed batches of stored events, so that `verify` uses both cores: the
+/// verifier (hashes, derivations, checks) on the reading thread, payload
+/// decoding and the projection's inserts here. The queue is bounded, so memory
+/// stays flat however long the log.
+final class ParallelRebuild: @unchecked Sendable {
+    static let batchSize = 2048
+    private static let maxQueued = 8
+
+    private let store: Store
+    private let condition = NSCondition()
+    private var queue: [[StoredEvent]] = []
+    private var closed = false
+    private var failure: (any Error)?
+    private let done = DispatchSemaphore(value: 0)
+    /// The first event whose payload did not parse (read after `finish`).
+    private(set) var unparsable: Int?
+
+    init(into store: Store) {
+        self.store = store
+        let thread = Thread { [self] in run() }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    /// Queues a batch, waiting while the queue is full (dropped once the rebuild has failed).
+    func add(_ batch: [StoredEvent]) {
+        guard !batch.isEmpty else { return }
+        condition.lock()
+        while queue.count >= Self.maxQueued && failure == nil { condition.wait() }
+        if failure == nil { queue.append(batch) }
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Waits for the rebuild to commit; rethrows its error.
+    func finish() throws {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
+        done.wait()
+        if let failure { throw failure }
+    }
+
+    private func next() -> [StoredEvent]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.isEmpty && !closed { condition.wait() }
+        guard !queue.isEmpty else { return nil }
+        let batch = queue.removeFirst()
+        condition.signal()
+        return batch
+    }
+
+    private func run() {
+        do {
+            try store.rebuild { project in
+                while let batch = next() {
+                    for e in batch {
+                        if let payload = try? PayloadJSON.decode(e.payloadText) {
+                            try project(Event(seq: e.seq, type: e.type, payload: payload))
+                        } else if unparsable == nil {
+                            unparsable = e.seq
+                        }
+                    }
+                }
+            }
+        } catch {
+            condition.lock()
+            failure = error
+            condition.broadcast()
+            condition.unlock()
+        }
+        done.signal()
     }
 }
