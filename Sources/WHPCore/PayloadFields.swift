@@ -32,6 +32,17 @@ public struct PayloadFields {
         }
     }
 
+    /// The parsed payload as a dictionary: what `PayloadJSON.decode` returns
+    /// for the same text (verify's rebuild projects it).
+    public func dictionary() -> [String: String] {
+        var out: [String: String] = [:]
+        out.reserveCapacity(fields.count)
+        for i in 0..<fields.count {
+            withField(i) { k, v in out[String(decoding: k, as: UTF8.self)] = String(decoding: v, as: UTF8.self) }
+        }
+        return out
+    }
+
     // MARK: parsing
 
     /// Reads a stored payload text (UTF-8). Returns false, leaving the fields

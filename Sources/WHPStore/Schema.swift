@@ -5,6 +5,9 @@ import Foundation
 /// One definition serves both engines: integers widen to `BIGINT` on
 /// PostgreSQL and text compares bytewise (`COLLATE "C"`), as SQLite's does,
 /// so dates order the same and ordered scans of the two engines merge.
+/// `referrals` is keyed by `referred_seq` (SQLite's rowid): the table is stored
+/// in referral order, so the export, the pending lists and the reports read it
+/// in that order without sorting; `referral_id` is unique beside it.
 enum Schema {
     /// Each derived table with its primary key.
     static let derivedTables: [(name: String, key: String)] = [
@@ -28,8 +31,8 @@ enum Schema {
         """,
         """
         CREATE TABLE IF NOT EXISTS referrals(
-            referral_id TEXT PRIMARY KEY,
-            referred_seq INTEGER NOT NULL,
+            referral_id TEXT NOT NULL UNIQUE,
+            referred_seq INTEGER PRIMARY KEY,
             claimant TEXT NOT NULL, district TEXT NOT NULL, grp TEXT NOT NULL, referral_date TEXT NOT NULL,
             status TEXT NOT NULL,
             cancel_reason TEXT, run_id TEXT, gk_date TEXT, rule TEXT, lottery_key TEXT,

@@ -295,14 +295,16 @@ public struct StoreTransaction {
     }
 
     /// Every referral's evaluation facts in `referred` order, streamed from a
-    /// cursor so memory stays flat however many rows there are. The claimant's
-    /// referral number is computed by the engine (a window over the claimant index).
+    /// cursor so memory stays flat however many rows there are. One pass over
+    /// the table in its stored order (no sort); the claimant's referral number
+    /// is a count over the claimant index, which a window function would have
+    /// had to sort the whole table for.
     public func forEachReferralFact(_ body: (ReferralFacts) throws -> Void) throws {
         try s.stream("""
             SELECT r.claimant, r.district, r.grp, r.referral_date, r.status, r.gk_date, r.rule, r.arm, r.flag,
-                   ROW_NUMBER() OVER (PARTITION BY r.claimant ORDER BY r.referred_seq) AS n,
-                   CASE WHEN o.claimant IS NULL THEN 0 ELSE 1 END AS opted
-            FROM referrals r LEFT JOIN opt_outs o ON o.claimant = r.claimant
+                   (SELECT COUNT(*) FROM referrals p WHERE p.claimant = r.claimant AND p.referred_seq <= r.referred_seq) AS n,
+                   CASE WHEN EXISTS (SELECT 1 FROM opt_outs o WHERE o.claimant = r.claimant) THEN 1 ELSE 0 END AS opted
+            FROM referrals r
             ORDER BY r.referred_seq
             """, []) { r in
             let status: ReferralStatus = switch r.text(4) ?? "" {

@@ -238,12 +238,14 @@ final class ParallelRebuild: @unchecked Sendable {
     }
 
     private func run() {
+        var fields = PayloadFields()
         do {
             try store.rebuild { project in
                 while let batch = next() {
                     for e in batch {
-                        if let payload = try? PayloadJSON.decode(e.payloadText) {
-                            try project(Event(seq: e.seq, type: e.type, payload: payload))
+                        // `parse` accepts exactly what `PayloadJSON.decode` does, with the same fields.
+                        if fields.parse(e.payloadText) {
+                            try project(Event(seq: e.seq, type: e.type, payload: fields.dictionary()))
                         } else if unparsable == nil {
                             unparsable = e.seq
                         }

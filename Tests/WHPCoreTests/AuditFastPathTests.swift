@@ -317,6 +317,7 @@ extension TestRNG: RandomNumberGenerator {}
         #expect(pairs.map(\.0) == want.map(\.0) && pairs.map(\.1) == want.map(\.1), "\(text.debugDescription)", sourceLocation: sourceLocation)
         #expect(pairs.map { Array($0.0.utf8) } == want.map { Array($0.0.utf8) }, sourceLocation: sourceLocation)
         #expect(pairs.map { Array($0.1.utf8) } == want.map { Array($0.1.utf8) }, sourceLocation: sourceLocation)
+        #expect(f.dictionary() == expected, "dictionary() of \(text.debugDescription)", sourceLocation: sourceLocation)
         for (k, v) in want {
             if k == "referral_id" { #expect(f["referral_id"] == v, sourceLocation: sourceLocation) }
         }
