@@ -57,6 +57,14 @@ public enum Chain {
         next(previous: previous, encoded: event.encoded)
     }
 
+    /// `h_0` for a log whose first event is `event`: nil unless it is a
+    /// `trial_started` carrying `trial_id` and a hex `commitment`.
+    public static func genesis(of event: Event) -> Bytes32? {
+        guard event.eventType == .trialStarted, let trialID = event.payload["trial_id"],
+              let commitment = event.payload["commitment"].flatMap(Bytes32.init(hex:)) else { return nil }
+        return Derivation.genesis(trialID: trialID, commitment: commitment)
+    }
+
     public static func next(previous: Bytes32, encoded: [UInt8]) -> Bytes32 {
         var bytes = previous.bytes
         bytes.append(contentsOf: encoded)

@@ -82,9 +82,7 @@ public final class Store: @unchecked Sendable {
 
     /// The newest event's seq and hash exactly as stored, unchecked (what a checkpoint records).
     public func storedHead() throws -> (seq: Int, hash: String)? {
-        try backend.transaction(.read, retry: false) { s in
-            try s.first("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1") { r in (r.int(0) ?? 0, r.text(1) ?? "") }
-        }
+        try snapshot { try $0.storedHead() }
     }
 
     /// Streams the log in `seq` order without holding it in memory.
@@ -200,15 +198,8 @@ public struct StoreTransaction {
     public mutating func append(_ type: EventType, _ payload: [String: String]) throws -> Event {
         let seq = (head?.seq ?? 0) + 1
         let event = Event(seq: seq, type: type, payload: payload)
-        let previous: Bytes32
-        if let head {
-            previous = head.hash
-        } else {
-            guard type == .trialStarted, let trialID = payload["trial_id"],
-                  let c = payload["commitment"].flatMap(Bytes32.init(hex:)) else {
-                throw StoreError("the first event must be trial_started")
-            }
-            previous = Derivation.genesis(trialID: trialID, commitment: c)
+        guard let previous = head?.hash ?? Chain.genesis(of: event) else {
+            throw StoreError("the first event must be trial_started")
         }
         // Keys are sorted once, for the hashed encoding and the stored JSON alike.
         let keys = event.sortedKeys

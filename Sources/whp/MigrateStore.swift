@@ -87,15 +87,8 @@ struct MigrateStore: ParsableCommand {
             throw Failure.failed("event \(e.seq) of the source has an unreadable payload: run `whp verify` on it; nothing was copied")
         }
         let event = Event(seq: e.seq, type: e.type, payload: payload)
-        let start: Bytes32
-        if let previous {
-            start = previous
-        } else {
-            guard e.type == EventType.trialStarted.rawValue, let trialID = payload["trial_id"],
-                  let commitment = payload["commitment"].flatMap(Bytes32.init(hex:)) else {
-                throw Failure.failed("the source log does not begin with trial_started; nothing was copied")
-            }
-            start = Derivation.genesis(trialID: trialID, commitment: commitment)
+        guard let start = previous ?? Chain.genesis(of: event) else {
+            throw Failure.failed("the source log does not begin with trial_started; nothing was copied")
         }
         let hash = Chain.next(previous: start, encoded: event.encoded)
         guard hash.hex == e.hash else {
