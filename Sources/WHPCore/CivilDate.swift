@@ -72,7 +72,9 @@ public struct CivilDate: Hashable, Comparable, Sendable, CustomStringConvertible
 
     /// `YYYY-MM-DD`.
     public var iso: String {
-        pad(year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2)
+        // Written into the string's own bytes: `refer` formats several dates per request.
+        guard (1...9999).contains(year) else { return pad(year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2) }
+        return String(unsafeUninitializedCapacity: 10) { b in writeISO(b.baseAddress!); return 10 }
     }
 
     /// Days since 1970-01-01 (proleptic Gregorian; Howard Hinnant's civil algorithm).
@@ -166,8 +168,21 @@ public struct Instant: Hashable, Comparable, Sendable, CustomStringConvertible {
     }
 
     public var iso: String {
+        let date = self.date
         let secOfDay = seconds - date.dayNumber * 86400
-        return date.iso + "T" + pad(secOfDay / 3600, 2) + ":" + pad(secOfDay / 60 % 60, 2) + ":" + pad(secOfDay % 60, 2) + "Z"
+        guard (1...9999).contains(date.year) else {
+            return date.iso + "T" + pad(secOfDay / 3600, 2) + ":" + pad(secOfDay / 60 % 60, 2) + ":" + pad(secOfDay % 60, 2) + "Z"
+        }
+        return String(unsafeUninitializedCapacity: 20) { b in
+            let d = b.baseAddress!
+            date.writeISO(d)
+            func two(_ n: Int, at i: Int) {
+                d[i] = 0x30 &+ UInt8(truncatingIfNeeded: n / 10); d[i + 1] = 0x30 &+ UInt8(truncatingIfNeeded: n % 10)
+            }
+            d[10] = 0x54; two(secOfDay / 3600, at: 11); d[13] = 0x3a; two(secOfDay / 60 % 60, at: 14)
+            d[16] = 0x3a; two(secOfDay % 60, at: 17); d[19] = 0x5a
+            return 20
+        }
     }
 
     public var description: String { iso }

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Every value derived from the trial's secrets, byte for byte as
 /// ALLOCATION.md §1, §2, §5 and §7 fix them. Nothing here stores or logs a key.
 public enum Derivation {
@@ -40,6 +42,30 @@ public enum Derivation {
         var w = ByteWriter()
         w.enc("whp/claimant/v1"); w.enc(normalisedID)
         return Pseudonym(hex: Crypto.hmac(key: key, w.bytes).hex)
+    }
+
+    /// §5 pseudonyms under `Kp` with its key schedule computed once, for the
+    /// service, which pseudonymises every claimant it is sent: the same bytes
+    /// as `pseudonym(key:normalisedID:)`, several times faster. Safe to share
+    /// between threads (the libcrypto context sits behind a mutex).
+    public final class PseudonymKey: Sendable {
+        private let key: Mutex<HMACKey>
+        private let prefix = ByteWriter.enc("whp/claimant/v1")
+
+        public init(_ key: Bytes32) { self.key = Mutex(HMACKey(key)) }
+
+        public func pseudonym(normalisedID: String) -> Pseudonym {
+            var message = prefix
+            var id = normalisedID
+            id.withUTF8 { u in
+                ByteWriter.appendU32(UInt32(u.count), to: &message)
+                message.append(contentsOf: u)
+            }
+            let mac = key.withLock { k in message.withUnsafeBytes { k.mac($0) } }
+            return Pseudonym(hex: mac.hex)
+        }
+
+        public func pseudonym(_ claimant: ClaimantID) -> Pseudonym { pseudonym(normalisedID: claimant.normalised) }
     }
 
     /// §5: the research id in an evaluation export, under the evaluation key `Ke`.

@@ -24,11 +24,14 @@ public struct Engine: Sendable {
     public let configHash: Bytes32
     public let keys: ServiceKeys
 
+    let pseudonyms: Derivation.PseudonymKey
+
     public init(config: TrialConfig, configHash: Bytes32, keys: ServiceKeys) {
         self.config = config; self.configHash = configHash; self.keys = keys
+        pseudonyms = Derivation.PseudonymKey(keys.pseudonym)
     }
 
-    func pseudonym(_ c: ClaimantID) -> String { Derivation.pseudonym(key: keys.pseudonym, claimant: c).hex }
+    func pseudonym(_ c: ClaimantID) -> String { pseudonyms.pseudonym(c).hex }
 
     /// Executes one request. State errors are answers; a thrown error is a
     /// store fault and fails the whole group.
@@ -50,7 +53,8 @@ public struct Engine: Sendable {
             if e.pending { return .error(ProtocolError(.duplicateReferral, field: "claimant")) }
             if !e.eligible { return .error(ProtocolError(.notEligible, field: "claimant")) }
             try tx.append(.referred, ["referral_id": rid, "claimant": claimant, "district": district, "group": group,
-                                      "referral_date": date.iso, "actor": actor, "recorded_at": at])
+                                      "referral_date": date.iso, "actor": actor, "recorded_at": at],
+                          claimantReferralNumber: records.count + 1)
             return .ok(.object(["referral_id": .string(rid), "status": .string("awaiting_gatekeeper")]))
 
         case let .cancel(rid, reason):

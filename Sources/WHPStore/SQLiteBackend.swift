@@ -8,6 +8,8 @@ import GRDBSQLite
 /// head: processes sharing the file serialise and never fork the chain.
 public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
     let queue: DatabaseQueue
+    /// Used only inside `queue`'s closures, which GRDB serialises.
+    let statements = StatementCache()
     public let path: String
     public var location: String { path }
     public var dialect: SQLDialect { .sqlite }
@@ -16,6 +18,9 @@ public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
         self.queue = queue
         self.path = path
     }
+
+    /// The cached statements go before the connection they were prepared on.
+    deinit { statements.removeAll() }
 
     static func configuration(readonly: Bool = false) -> Configuration {
         var c = Configuration()
@@ -32,6 +37,9 @@ public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
             // dirties several pages (the event, the referral row, its indexes),
             // so the default checkpointed every couple of hundred commits.
             try db.execute(sql: "PRAGMA wal_autocheckpoint = 8192")
+            // Readers (verify, reports, checkpoint) map the file instead of copying
+            // every page through read(2): verify reads the whole log and every table.
+            if readonly { try db.execute(sql: "PRAGMA mmap_size = 4294967296") }
         }
         return c
     }
@@ -61,13 +69,13 @@ public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
     public func transaction<T>(_ kind: TransactionKind, retry: Bool, _ body: (any SQLSession) throws -> T) throws -> T {
         switch kind {
         case .read:
-            return try queue.read { db in try body(SQLiteSession(db: db)) }
+            return try queue.read { db in try body(SQLiteSession(db: db, statements: statements)) }
         case .write:
             // BEGIN IMMEDIATE waits (busy timeout) for the lock instead of failing
             // mid-transaction, so there is no lost race to retry.
             var result: T?
             try queue.inTransaction(.immediate) { db in
-                result = try body(SQLiteSession(db: db))
+                result = try body(SQLiteSession(db: db, statements: statements))
                 return .commit
             }
             return result!
@@ -84,16 +92,17 @@ public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
 /// and row machinery, which cost more than SQLite itself.
 final class SQLiteSession: SQLSession {
     let db: Database
+    let statements: StatementCache
     var dialect: SQLDialect { .sqlite }
-    init(db: Database) { self.db = db }
+    init(db: Database, statements: StatementCache) { self.db = db; self.statements = statements }
 
     func exec(_ sql: String, _ args: [SQLValue]) throws {
-        let s = try RawStatement(db, sql, args)
+        let s = try RawStatement(db, statements.statement(db, sql), args)
         while try s.step() {}
     }
 
     func query(_ sql: String, _ args: [SQLValue], _ row: (any SQLRow) throws -> Void) throws {
-        let s = try RawStatement(db, sql, args)
+        let s = try RawStatement(db, statements.statement(db, sql), args)
         do {
             while try s.step() { try row(s) }
         } catch {
@@ -114,16 +123,38 @@ nonisolated(unsafe) private let emptyCString: UnsafePointer<CChar> = {
     return UnsafePointer(p)
 }()
 
+/// Prepared statements by the address of their SQL text. The store's SQL
+/// texts are string constants, so the address finds the statement without
+/// hashing the whole text, as GRDB's own cache (behind this one) does for
+/// every call. An entry keeps its text alive, so no other text can take its
+/// address while it is cached; equality is checked all the same.
+final class StatementCache {
+    private var byAddress: [UInt: (sql: String, statement: Statement)] = [:]
+    private static let limit = 512
+
+    func removeAll() { byAddress.removeAll() }
+
+    func statement(_ db: Database, _ sql: String) throws -> OpaquePointer {
+        // Small strings (15 bytes or fewer) live inline and have no stable address.
+        let address = sql.utf8.count > 15 ? sql.utf8.withContiguousStorageIfAvailable { UInt(bitPattern: $0.baseAddress) } : nil
+        if let address, let hit = byAddress[address], hit.sql == sql { return hit.statement.sqliteStatement }
+        let statement = try db.cachedStatement(sql: sql)
+        if let address, byAddress.count < Self.limit { byAddress[address] = (sql, statement) }
+        return statement.sqliteStatement
+    }
+}
+
 /// One cached statement, bound and stepped; it is also the current row.
 struct RawStatement: SQLRow {
     let db: Database
     let stmt: OpaquePointer
 
-    init(_ db: Database, _ sql: String, _ args: [SQLValue]) throws {
+    init(_ db: Database, _ stmt: OpaquePointer, _ args: [SQLValue]) throws {
         self.db = db
-        stmt = try db.cachedStatement(sql: sql).sqliteStatement
+        self.stmt = stmt
         sqlite3_reset(stmt)
-        sqlite3_clear_bindings(stmt)
+        // Every parameter is bound below; only a short argument list leaves old values to clear.
+        if args.count < Int(sqlite3_bind_parameter_count(stmt)) { sqlite3_clear_bindings(stmt) }
         for (i, a) in args.enumerated() {
             let n = Int32(i + 1)
             let rc: Int32

@@ -37,7 +37,8 @@ enum Schema {
             status TEXT NOT NULL,
             cancel_reason TEXT, run_id TEXT, gk_date TEXT, rule TEXT, lottery_key TEXT,
             stratum TEXT, alloc_index INTEGER, arm TEXT, flag TEXT,
-            last_seq INTEGER NOT NULL)
+            last_seq INTEGER NOT NULL,
+            claimant_n INTEGER NOT NULL)
         """,
         """
         CREATE TABLE IF NOT EXISTS runs(
@@ -57,17 +58,20 @@ enum Schema {
         """,
     ]
 
+    /// Every store needs the claimant index: `claimant_n` is counted over it
+    /// when a referral is projected, in the service and in `verify`'s rebuild.
+    static let claimantIndex = "CREATE INDEX IF NOT EXISTS referrals_by_claimant ON referrals(claimant, referred_seq)"
+
     /// The secondary indexes the service's queries need; a scratch rebuild for
     /// `verify` only inserts and compares, so it skips them.
     static let serviceIndexes = [
-        "CREATE INDEX IF NOT EXISTS referrals_by_claimant ON referrals(claimant, referred_seq)",
         "CREATE INDEX IF NOT EXISTS referrals_by_state ON referrals(district, status, referred_seq)",
         "CREATE INDEX IF NOT EXISTS referrals_by_run ON referrals(run_id, referred_seq) WHERE run_id IS NOT NULL",
         "CREATE INDEX IF NOT EXISTS runs_by_district ON runs(district, gk_date)",
     ]
 
     static func statements(_ dialect: SQLDialect, serviceIndexes withIndexes: Bool = true) -> [String] {
-        let all = tables + (withIndexes ? serviceIndexes : [])
+        let all = tables + [claimantIndex] + (withIndexes ? serviceIndexes : [])
         switch dialect {
         case .sqlite:
             return all
@@ -81,5 +85,24 @@ enum Schema {
 
     static func create(_ s: any SQLSession, serviceIndexes: Bool = true) throws {
         for sql in statements(s.dialect, serviceIndexes: serviceIndexes) { try s.exec(sql, []) }
+    }
+
+    /// Brings a store made by an earlier whp up to this schema, in one write
+    /// transaction; a no-op on a current store. So far one step: `referrals`
+    /// gained `claimant_n` (the claimant's referral number, which the export
+    /// used to count per row), back-filled here by the same count.
+    static func upgrade(_ backend: any StoreBackend) throws {
+        let current = (try? backend.transaction(.read, retry: false) { s -> Bool in
+            try s.query("SELECT claimant_n FROM referrals LIMIT 0", []) { _ in }
+            return true
+        }) ?? false
+        if current { return }
+        try backend.transaction(.write, retry: false) { s in
+            try s.exec("ALTER TABLE referrals ADD COLUMN claimant_n INTEGER NOT NULL DEFAULT 0", [])
+            try s.exec("""
+                UPDATE referrals SET claimant_n = (SELECT COUNT(*) FROM referrals p
+                    WHERE p.claimant = referrals.claimant AND p.referred_seq <= referrals.referred_seq)
+                """, [])
+        }
     }
 }

@@ -29,6 +29,9 @@ public final class Store: @unchecked Sendable {
         guard begun == true else {
             throw StoreError("the store at \(backend.location) has no trial_started event: it was not initialised by `whp init`")
         }
+        do { try Schema.upgrade(backend) } catch {
+            throw StoreError("the store at \(backend.location) predates this whp's schema and could not be upgraded (\(error)); open it once with write access, e.g. `whp serve`")
+        }
         return store
     }
 
@@ -193,9 +196,13 @@ public struct StoreTransaction {
     }
 
     /// Appends one event after the head: hashes it into the chain, stores it
-    /// and applies it to the derived tables.
+    /// and applies it to the derived tables. A `referred` event's caller that
+    /// has just read the claimant's referrals passes their count + 1 as
+    /// `claimantReferralNumber`, which saves the projection counting them
+    /// again; `verify` rebuilds without it and compares, so a wrong hint
+    /// would be caught as a `derived_tables` failure.
     @discardableResult
-    public mutating func append(_ type: EventType, _ payload: [String: String]) throws -> Event {
+    public mutating func append(_ type: EventType, _ payload: [String: String], claimantReferralNumber: Int? = nil) throws -> Event {
         let seq = (head?.seq ?? 0) + 1
         let event = Event(seq: seq, type: type, payload: payload)
         guard let previous = head?.hash ?? Chain.genesis(of: event) else {
@@ -206,7 +213,7 @@ public struct StoreTransaction {
         let hash = Chain.next(previous: previous, encoded: event.encoded(sortedKeys: keys))
         try s.exec("INSERT INTO events(seq, type, payload, hash) VALUES (?, ?, ?, ?)",
                    [.int(seq), .text(type.rawValue), .text(PayloadJSON.encode(payload, sortedKeys: keys)), .text(hash.hex)])
-        try Projection.apply(event, s)
+        try Projection.apply(event, s, claimantReferralNumber: claimantReferralNumber)
         head = ChainHead(seq: seq, hash: hash, recordedAt: payload["recorded_at"].flatMap(Instant.init) ?? head?.recordedAt)
         return event
     }
@@ -228,14 +235,29 @@ public struct StoreTransaction {
         }
     }
 
+    /// The referral reads, each SQL text built once (not per request).
+    private enum ReferralSQL {
+        static let select = "SELECT \(ReferralRecord.columns) FROM referrals "
+        static let byID = select + "WHERE referral_id = ?"
+        static let byClaimant = select + "WHERE claimant = ? ORDER BY referred_seq"
+        static let pending = select + "WHERE district = ? AND status = 'awaiting_gatekeeper' AND referral_date <= ? ORDER BY referred_seq"
+        static let byRun = select + "WHERE run_id = ? ORDER BY referred_seq"
+        static let idAndClaimant = """
+            SELECT \(ReferralRecord.columns), 0 AS part, referred_seq AS o FROM referrals WHERE referral_id = ?
+            UNION ALL
+            SELECT \(ReferralRecord.columns), 1 AS part, referred_seq AS o FROM referrals WHERE claimant = ?
+            ORDER BY part, o
+            """
+    }
+
     private func referralRows(_ sql: String, _ args: [SQLValue]) throws -> [ReferralRecord] {
         var out: [ReferralRecord] = []
-        try s.query("SELECT \(ReferralRecord.columns) FROM referrals " + sql, args) { out.append(ReferralRecord($0)) }
+        try s.query(sql, args) { out.append(ReferralRecord($0)) }
         return out
     }
 
     public func referral(_ id: String) throws -> ReferralRecord? {
-        try referralRows("WHERE referral_id = ?", [.text(id)]).first
+        try referralRows(ReferralSQL.byID, [.text(id)]).first
     }
 
     /// A referral id's row, if any, and every referral of a claimant, oldest
@@ -244,12 +266,7 @@ public struct StoreTransaction {
     public func referralAndHistory(_ id: String, claimant: String) throws -> (ReferralRecord?, [ReferralRecord]) {
         if s.dialect == .sqlite { return (try referral(id), try referrals(claimant: claimant)) }
         var found: ReferralRecord?, history: [ReferralRecord] = []
-        try s.query("""
-            SELECT \(ReferralRecord.columns), 0 AS part, referred_seq AS o FROM referrals WHERE referral_id = ?
-            UNION ALL
-            SELECT \(ReferralRecord.columns), 1 AS part, referred_seq AS o FROM referrals WHERE claimant = ?
-            ORDER BY part, o
-            """, [.text(id), .text(claimant)]) { r in
+        try s.query(ReferralSQL.idAndClaimant, [.text(id), .text(claimant)]) { r in
             if r.int(14) == 0 { found = ReferralRecord(r) } else { history.append(ReferralRecord(r)) }
         }
         return (found, history)
@@ -257,17 +274,16 @@ public struct StoreTransaction {
 
     /// Every referral of a claimant, oldest first.
     public func referrals(claimant: String) throws -> [ReferralRecord] {
-        try referralRows("WHERE claimant = ? ORDER BY referred_seq", [.text(claimant)])
+        try referralRows(ReferralSQL.byClaimant, [.text(claimant)])
     }
 
     /// Referrals of a district awaiting the gatekeeper with `referral_date ≤ date`, in `referred` order.
     public func pending(district: String, upTo date: String) throws -> [ReferralRecord] {
-        try referralRows("WHERE district = ? AND status = 'awaiting_gatekeeper' AND referral_date <= ? ORDER BY referred_seq",
-                         [.text(district), .text(date)])
+        try referralRows(ReferralSQL.pending, [.text(district), .text(date)])
     }
 
     public func referrals(run: String) throws -> [ReferralRecord] {
-        try referralRows("WHERE run_id = ? ORDER BY referred_seq", [.text(run)])
+        try referralRows(ReferralSQL.byRun, [.text(run)])
     }
 
     public func run(_ id: String) throws -> RunRecord? {
@@ -288,12 +304,12 @@ public struct StoreTransaction {
     /// Every referral's evaluation facts in `referred` order, streamed from a
     /// cursor so memory stays flat however many rows there are. One pass over
     /// the table in its stored order (no sort); the claimant's referral number
-    /// is a count over the claimant index, which a window function would have
-    /// had to sort the whole table for.
+    /// was counted when the referral was projected (`claimant_n`), so no row
+    /// costs an index probe here.
     public func forEachReferralFact(_ body: (ReferralFacts) throws -> Void) throws {
         try s.stream("""
             SELECT r.claimant, r.district, r.grp, r.referral_date, r.status, r.gk_date, r.rule, r.arm, r.flag,
-                   (SELECT COUNT(*) FROM referrals p WHERE p.claimant = r.claimant AND p.referred_seq <= r.referred_seq) AS n,
+                   r.claimant_n,
                    CASE WHEN EXISTS (SELECT 1 FROM opt_outs o WHERE o.claimant = r.claimant) THEN 1 ELSE 0 END AS opted
             FROM referrals r
             ORDER BY r.referred_seq
@@ -339,7 +355,7 @@ public struct StoreTransaction {
 /// How each event changes the derived tables. The service's writes and
 /// `verify`'s rebuild both go through here, so the two cannot drift apart.
 enum Projection {
-    static func apply(_ e: Event, _ s: any SQLSession) throws {
+    static func apply(_ e: Event, _ s: any SQLSession, claimantReferralNumber: Int? = nil) throws {
         let p = e.payload
         func t(_ k: String) -> SQLValue { SQLValue(p[k]) }
         switch e.eventType {
@@ -350,10 +366,17 @@ enum Projection {
                 """, [t("trial_id"), t("commitment"), t("config_hash"), t("method"), t("block_multipliers"),
                       t("stratify_by_group"), t("frontline_rcg"), .int(e.seq)])
         case .referred:
+            if let n = claimantReferralNumber {
+                try s.exec("""
+                    INSERT INTO referrals(referral_id, referred_seq, claimant, district, grp, referral_date, status, last_seq, claimant_n)
+                    VALUES (?, ?, ?, ?, ?, ?, 'awaiting_gatekeeper', ?, ?)
+                    """, [t("referral_id"), .int(e.seq), t("claimant"), t("district"), t("group"), t("referral_date"), .int(e.seq), .int(n)])
+                return
+            }
             try s.exec("""
-                INSERT INTO referrals(referral_id, referred_seq, claimant, district, grp, referral_date, status, last_seq)
-                VALUES (?, ?, ?, ?, ?, ?, 'awaiting_gatekeeper', ?)
-                """, [t("referral_id"), .int(e.seq), t("claimant"), t("district"), t("group"), t("referral_date"), .int(e.seq)])
+                INSERT INTO referrals(referral_id, referred_seq, claimant, district, grp, referral_date, status, last_seq, claimant_n)
+                VALUES (?, ?, ?, ?, ?, ?, 'awaiting_gatekeeper', ?, (SELECT COUNT(*) + 1 FROM referrals WHERE claimant = ?))
+                """, [t("referral_id"), .int(e.seq), t("claimant"), t("district"), t("group"), t("referral_date"), .int(e.seq), t("claimant")])
         case .cancelled:
             try s.exec("UPDATE referrals SET status = 'cancelled', cancel_reason = ?, last_seq = ? WHERE referral_id = ?",
                        [t("reason"), .int(e.seq), t("referral_id")])

@@ -165,3 +165,36 @@ struct TestRNG {
         }
     }
 }
+
+/// The service's per-request fast paths against the plain definitions.
+@Suite struct ServiceFastPathTests {
+    @Test func pseudonymKeyMatchesDerivation() {
+        var rng = TestRNG(7)
+        for _ in 0..<50 {
+            let key = rng.key()
+            let fast = Derivation.PseudonymKey(key)
+            for n in [0, 1, 9, 15, 16, 60, 200] {
+                let id = String(decoding: (0..<n).map { _ in UInt8(0x41 + rng.below(26)) }, as: UTF8.self)
+                #expect(fast.pseudonym(normalisedID: id) == Derivation.pseudonym(key: key, normalisedID: id), "id \(id)")
+            }
+        }
+    }
+
+    /// `iso` writes digits into the string's bytes; the old padded concatenation is the reference.
+    @Test func isoFormattingMatchesPaddedConcatenation() {
+        func padded(_ n: Int, _ w: Int) -> String { let s = String(n); return String(repeating: "0", count: max(0, w - s.count)) + s }
+        var rng = TestRNG(8)
+        let days = [CivilDate("0001-01-01")!.dayNumber, CivilDate("9999-12-31")!.dayNumber, 0, -1, 17_000]
+            + (0..<500).map { _ in rng.below(3_000_000) - 719_162 }
+        for d in days {
+            guard let date = CivilDate(dayNumber: d) else { continue }
+            #expect(date.iso == padded(date.year, 4) + "-" + padded(date.month, 2) + "-" + padded(date.day, 2))
+            for s in [0, 1, 59, 3599, 3600, 86399, rng.below(86400)] {
+                let i = Instant(seconds: d * 86400 + s)
+                let ref = date.iso + "T" + padded(s / 3600, 2) + ":" + padded(s / 60 % 60, 2) + ":" + padded(s % 60, 2) + "Z"
+                #expect(i.iso == ref)
+                #expect(Instant(i.iso) == i, "round trip \(ref)")
+            }
+        }
+    }
+}

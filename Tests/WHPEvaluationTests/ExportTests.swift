@@ -135,6 +135,43 @@ struct ExportTests {
         #expect(row["referral_number"] as? Int == 1)
     }
 
+    /// A claimant's referral number is stored when the referral is projected
+    /// (`claimant_n`); a store made before that column existed is upgraded on
+    /// open, back-filled by the same count, and exports the same bytes.
+    @Test func referralNumbersAndSchemaUpgrade() throws {
+        let t = try TrialFolder(sqliteOnly: true)
+        try #require(t.initialise().status == 0)
+        let a = Req.nino(31), b = Req.nino(32)
+        let answers = try t.serveJSON([
+            Req.refer("1", referral: "A-1", nino: a, district: "example-north", date: "2017-11-01"),
+            Req.refer("2", referral: "B-1", nino: b, district: "example-north", date: "2017-11-01"),
+            Req.envelope("3", "cancel", role: "work_coach", ["referral_id": "A-1", "reason": "moved away"]),
+            Req.refer("4", referral: "A-2", nino: a, district: "example-north", date: "2017-11-02"),
+            Req.envelope("5", "cancel", role: "work_coach", ["referral_id": "A-2", "reason": "moved away"]),
+            Req.refer("6", referral: "A-3", nino: a, district: "example-north", date: "2017-11-03"),
+        ])
+        #expect(answers.allSatisfy { ($0["ok"] as? Bool) == true }, "\(answers)")
+        func export(_ name: String) throws -> [Int] {
+            let out = t.root.appendingPathComponent(name)
+            let r = try runWHP(["export"] + t.common + ["--out", out.path, "--format", "jsonl"])
+            #expect(r.status == 0, "\(r.stderr)")
+            let text = try String(contentsOf: out.appendingPathComponent("allocations.jsonl"), encoding: .utf8)
+            return try text.split(separator: "\n").map { line in
+                let row = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                return try #require(row["referral_number"] as? Int)
+            }
+        }
+        let before = try export("before")
+        #expect(before == [1, 3], "B-1 and A-3 in referred order; cancelled referrals are no rows but still count: \(before)")
+
+        // The store as an earlier whp left it: no claimant_n column.
+        try t.openStore().unsafeExecute("ALTER TABLE referrals DROP COLUMN claimant_n")
+        let after = try export("after")
+        #expect(after == before, "the upgrade back-fills the same numbers: \(after)")
+        let v = try t.verify()
+        #expect(v.status == 0, "the upgraded store still equals its rebuild from the log: \(v.stdout)")
+    }
+
     @Test func datePrecisionFormats() {
         let d = CivilDate("2021-01-03")!
         #expect(DatePrecision.week.format(d) == "2020-W53", "ISO week-year, not the calendar year")
