@@ -58,20 +58,18 @@ enum Schema {
         """,
     ]
 
-    /// Every store needs the claimant index: `claimant_n` is counted over it
-    /// when a referral is projected, in the service and in `verify`'s rebuild.
-    static let claimantIndex = "CREATE INDEX IF NOT EXISTS referrals_by_claimant ON referrals(claimant, referred_seq)"
-
     /// The secondary indexes the service's queries need; a scratch rebuild for
-    /// `verify` only inserts and compares, so it skips them.
+    /// `verify` only inserts and compares (it counts `claimant_n` itself), so
+    /// it skips them.
     static let serviceIndexes = [
+        "CREATE INDEX IF NOT EXISTS referrals_by_claimant ON referrals(claimant, referred_seq)",
         "CREATE INDEX IF NOT EXISTS referrals_by_state ON referrals(district, status, referred_seq)",
         "CREATE INDEX IF NOT EXISTS referrals_by_run ON referrals(run_id, referred_seq) WHERE run_id IS NOT NULL",
         "CREATE INDEX IF NOT EXISTS runs_by_district ON runs(district, gk_date)",
     ]
 
     static func statements(_ dialect: SQLDialect, serviceIndexes withIndexes: Bool = true) -> [String] {
-        let all = tables + [claimantIndex] + (withIndexes ? serviceIndexes : [])
+        let all = tables + (withIndexes ? serviceIndexes : [])
         switch dialect {
         case .sqlite:
             return all

@@ -199,8 +199,8 @@ public struct StoreTransaction {
     /// and applies it to the derived tables. A `referred` event's caller that
     /// has just read the claimant's referrals passes their count + 1 as
     /// `claimantReferralNumber`, which saves the projection counting them
-    /// again; `verify` rebuilds without it and compares, so a wrong hint
-    /// would be caught as a `derived_tables` failure.
+    /// again; `verify`'s rebuild counts them from the log on its own and
+    /// compares, so a wrong number is caught as a `derived_tables` failure.
     @discardableResult
     public mutating func append(_ type: EventType, _ payload: [String: String], claimantReferralNumber: Int? = nil) throws -> Event {
         let seq = (head?.seq ?? 0) + 1
@@ -435,10 +435,12 @@ enum Projection {
 
 extension Store {
     /// Replays events into this (scratch) store's derived tables, in one
-    /// transaction: `body` gets the function that applies one event.
-    public func rebuild(_ body: (_ project: (Event) throws -> Void) throws -> Void) throws {
+    /// transaction: `body` gets the function that applies one event. The
+    /// caller counts each claimant's referrals as it replays and passes the
+    /// number with each `referred` event (the scratch has no claimant index).
+    public func rebuild(_ body: (_ project: (Event, _ claimantReferralNumber: Int?) throws -> Void) throws -> Void) throws {
         try backend.transaction(.write, retry: false) { s in
-            try body { event in try Projection.apply(event, s) }
+            try body { event, n in try Projection.apply(event, s, claimantReferralNumber: n) }
         }
     }
 }

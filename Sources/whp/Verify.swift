@@ -239,13 +239,21 @@ final class ParallelRebuild: @unchecked Sendable {
 
     private func run() {
         var fields = PayloadFields()
+        // Each claimant's referrals so far: the number the next one gets (`claimant_n`).
+        var referralsOf: [String: Int] = [:]
         do {
             try store.rebuild { project in
                 while let batch = next() {
                     for e in batch {
                         // `parse` accepts exactly what `PayloadJSON.decode` does, with the same fields.
                         if fields.parse(e.payloadText) {
-                            try project(Event(seq: e.seq, type: e.type, payload: fields.dictionary()))
+                            let event = Event(seq: e.seq, type: e.type, payload: fields.dictionary())
+                            var n: Int?
+                            if event.eventType == .referred, let c = event.payload["claimant"] {
+                                n = referralsOf[c, default: 0] + 1
+                                referralsOf[c] = n
+                            }
+                            try project(event, n)
                         } else if unparsable == nil {
                             unparsable = e.seq
                         }
