@@ -197,31 +197,27 @@ public final class Server {
         // Answers are encoded as they are made, in request order, and written
         // only after the commit: no group's answers sit in memory as values.
         var w = JSONWriter(capacity: items.count * 160)
-        func writeRejected(_ rej: RejectedRequest) { ResponseWriter.append(id: rej.id, .error(rej.error), to: &w) }
+        /// Every answer of the group from the start, a decoded request's from `answer`.
+        func writeAnswers(_ answer: (Request) throws -> Answer) rethrows {
+            w.reset()
+            for d in decoded {
+                switch d {
+                case .success(let r): ResponseWriter.append(id: r.id, try answer(r), to: &w)
+                case .failure(let rej): ResponseWriter.append(id: rej.id, .error(rej.error), to: &w)
+                }
+            }
+        }
+        let failedCommit: (Request) -> Answer = { _ in .error(ProtocolError(.internal)) }
         if decoded.contains(where: { if case .success = $0 { true } else { false } }) {
             do {
                 // Safe to run again after a lost race: the answers start again.
-                try store.write(retry: true) { tx in
-                    w.reset()
-                    for d in decoded {
-                        switch d {
-                        case .success(let r): ResponseWriter.append(id: r.id, try engine.execute(r, &tx, now: now), to: &w)
-                        case .failure(let rej): writeRejected(rej)
-                        }
-                    }
-                }
+                try store.write(retry: true) { tx in try writeAnswers { try engine.execute($0, &tx, now: now) } }
             } catch {
                 logger.error("commit failed, \(decoded.count) requests answered internal: \(error)")
-                w.reset()
-                for d in decoded {
-                    switch d {
-                    case .success(let r): ResponseWriter.append(id: r.id, .error(ProtocolError(.internal)), to: &w)
-                    case .failure(let rej): writeRejected(rej)
-                    }
-                }
+                writeAnswers(failedCommit)
             }
         } else {
-            for case .failure(let rej) in decoded { writeRejected(rej) }
+            writeAnswers(failedCommit)  // every request was rejected: no request reaches `answer`
         }
         try writeAll(w.bytes)
     }

@@ -366,17 +366,12 @@ enum Projection {
                 """, [t("trial_id"), t("commitment"), t("config_hash"), t("method"), t("block_multipliers"),
                       t("stratify_by_group"), t("frontline_rcg"), .int(e.seq)])
         case .referred:
-            if let n = claimantReferralNumber {
-                try s.exec("""
-                    INSERT INTO referrals(referral_id, referred_seq, claimant, district, grp, referral_date, status, last_seq, claimant_n)
-                    VALUES (?, ?, ?, ?, ?, ?, 'awaiting_gatekeeper', ?, ?)
-                    """, [t("referral_id"), .int(e.seq), t("claimant"), t("district"), t("group"), t("referral_date"), .int(e.seq), .int(n)])
-                return
-            }
+            // COALESCE evaluates the count only when the caller passed no number.
             try s.exec("""
                 INSERT INTO referrals(referral_id, referred_seq, claimant, district, grp, referral_date, status, last_seq, claimant_n)
-                VALUES (?, ?, ?, ?, ?, ?, 'awaiting_gatekeeper', ?, (SELECT COUNT(*) + 1 FROM referrals WHERE claimant = ?))
-                """, [t("referral_id"), .int(e.seq), t("claimant"), t("district"), t("group"), t("referral_date"), .int(e.seq), t("claimant")])
+                VALUES (?, ?, ?, ?, ?, ?, 'awaiting_gatekeeper', ?, COALESCE(?, (SELECT COUNT(*) + 1 FROM referrals WHERE claimant = ?)))
+                """, [t("referral_id"), .int(e.seq), t("claimant"), t("district"), t("group"), t("referral_date"), .int(e.seq),
+                      SQLValue(claimantReferralNumber), t("claimant")])
         case .cancelled:
             try s.exec("UPDATE referrals SET status = 'cancelled', cancel_reason = ?, last_seq = ? WHERE referral_id = ?",
                        [t("reason"), .int(e.seq), t("referral_id")])

@@ -137,7 +137,9 @@ struct ExportTests {
 
     /// A claimant's referral number is stored when the referral is projected
     /// (`claimant_n`); a store made before that column existed is upgraded on
-    /// open, back-filled by the same count, and exports the same bytes.
+    /// open, back-filled by the same count, and exports the same numbers; a
+    /// read-only command cannot upgrade and says so; a stored number that the
+    /// log does not explain fails `verify`.
     @Test func referralNumbersAndSchemaUpgrade() throws {
         let t = try TrialFolder(sqliteOnly: true)
         try #require(t.initialise().status == 0)
@@ -166,10 +168,16 @@ struct ExportTests {
 
         // The store as an earlier whp left it: no claimant_n column.
         try t.openStore().unsafeExecute("ALTER TABLE referrals DROP COLUMN claimant_n")
+        let readOnly = try runWHP(["checkpoint"] + t.common)
+        #expect(readOnly.status != 0 && readOnly.stderr.contains("open it once with write access"), "\(readOnly.stderr)")
         let after = try export("after")
         #expect(after == before, "the upgrade back-fills the same numbers: \(after)")
         let v = try t.verify()
         #expect(v.status == 0, "the upgraded store still equals its rebuild from the log: \(v.stdout)")
+
+        try t.openStore().unsafeExecute("UPDATE referrals SET claimant_n = 2 WHERE referral_id = 'A-3'")
+        let tampered = try t.verify()
+        #expect(tampered.status == 1 && tampered.stdout.contains("FAIL derived_tables"), "\(tampered.stdout)")
     }
 
     @Test func datePrecisionFormats() {
