@@ -1,15 +1,20 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// Modules by reason to change (docs/architecture.md): the pure domain and its
+// codecs at the centre, the edges (config files, the store, the stdio loop)
+// around it, an application layer that every command calls, and the `whp`
+// executable, which only parses arguments and prints.
 let package = Package(
     name: "whp",
-    platforms: [.macOS(.v13)],
+    // Linux is where whp runs and is tested (CI: Debian, Swift 6). The macOS
+    // floor is what the code's APIs need (Synchronization's Mutex); it is not
+    // tested there.
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "whp", targets: ["whp"]),
-        .library(name: "WHPCore", targets: ["WHPCore"]),
-        .library(name: "WHPStore", targets: ["WHPStore"]),
-        .library(name: "WHPService", targets: ["WHPService"]),
-        .library(name: "WHPPostgres", targets: ["WHPPostgres"]),
+        .library(name: "WHPDomain", targets: ["WHPDomain"]),
+        .library(name: "WHPApp", targets: ["WHPApp"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
@@ -22,26 +27,34 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
     ],
     targets: [
-        // OpenSSL's libcrypto (Debian: libssl-dev). Kept out of the public surface:
-        // only WHPCore imports it, internally.
+        // OpenSSL's libcrypto (Debian: libssl-dev). Kept off the public
+        // surface: only WHPCrypto imports it, internally.
         .systemLibrary(
             name: "COpenSSL",
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
-        // The pure domain: ids, dates, draws, chain, config rules, locks, views.
+        // The Swift side of the shim: SHA-256, HMAC-SHA256, RAND_bytes, hex, enc().
+        .target(name: "WHPCrypto", dependencies: ["COpenSSL"]),
+        // A strict JSON codec of our own: the wire, bundles and stored payloads.
+        .target(name: "WHPJSON"),
+        // The allocation domain: claimants, dates, arms, strata, draws, locks,
+        // views, gatekeeper rules, and the typed event spine. No I/O.
+        .target(name: "WHPDomain", dependencies: ["WHPCrypto"]),
+        // district-config on disk, parsed with TOMLKit into the domain's TrialConfig.
         .target(
-            name: "WHPCore",
-            dependencies: [
-                "COpenSSL",
-                .product(name: "TOMLKit", package: "TOMLKit"),
-            ]
+            name: "WHPConfig",
+            dependencies: ["WHPDomain", .product(name: "TOMLKit", package: "TOMLKit")]
         ),
-        // The durable edge: SQLite through GRDB.
+        // The auditor: re-derives a trial from its log, event by event.
+        .target(name: "WHPAudit", dependencies: ["WHPDomain", "WHPCrypto", "WHPJSON"]),
+        // Evaluation: export rows, codebook, CONSORT, balance and statistics.
+        .target(name: "WHPEvaluation", dependencies: ["WHPDomain", "WHPCrypto", "WHPJSON"]),
+        // The durable edge: the store over one SQL seam, SQLite through GRDB, key files.
         .target(
             name: "WHPStore",
             dependencies: [
-                "WHPCore",
+                "WHPDomain", "WHPCrypto", "WHPJSON",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 // The C API under GRDB, for the hot statements (bound and stepped directly).
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
@@ -61,40 +74,61 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // The wire protocol: strict JSON, requests, ops, the stdio loop.
+        // The wire protocol: request decoding, the ops, the in-process service
+        // and the stdio loop with group commit.
         .target(
             name: "WHPService",
             dependencies: [
-                "WHPCore", "WHPStore",
+                "WHPDomain", "WHPCrypto", "WHPJSON", "WHPStore",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The application layer: init, verify, export, audit bundle, migrate,
+        // reports, demo, serve setup. Everything a command does.
+        .target(
+            name: "WHPApp",
+            dependencies: [
+                "WHPDomain", "WHPCrypto", "WHPJSON", "WHPConfig", "WHPAudit", "WHPEvaluation",
+                "WHPStore", "WHPPostgres", "WHPService",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The executable: argument parsing and printing only.
         .executableTarget(
             name: "whp",
             dependencies: [
-                "WHPCore", "WHPStore", "WHPPostgres", "WHPService",
+                "WHPApp", "WHPEvaluation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The testing module: doors and doubles for the suites (the real binary,
+        // temp trials, an in-process service with a steppable clock, an in-memory
+        // log handler, tampering the way an insider would).
+        .target(
+            name: "WHPTestSupport",
+            dependencies: [
+                "WHPApp", "WHPDomain", "WHPStore", "WHPPostgres", "WHPService",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/Support"
+        ),
         .testTarget(
             name: "WHPCoreTests",
-            dependencies: ["WHPCore"],
+            dependencies: ["WHPDomain", "WHPCrypto", "WHPJSON", "WHPConfig", "WHPAudit", "WHPEvaluation"],
             resources: [.copy("Fixtures")]
         ),
-        // Doors for the end-to-end suites: the real `whp` binary, temp trials, a live serve.
-        .target(name: "WHPTestSupport", dependencies: ["WHPStore", "WHPPostgres", .product(name: "Logging", package: "swift-log")], path: "Tests/Support"),
         .testTarget(
             name: "WHPServiceTests",
-            dependencies: ["WHPCore", "WHPStore", "WHPService", "WHPTestSupport", "whp"]
+            dependencies: ["WHPDomain", "WHPCrypto", "WHPJSON", "WHPStore", "WHPService", "WHPApp", "WHPTestSupport", "whp"]
         ),
         .testTarget(
             name: "WHPEvaluationTests",
-            dependencies: ["WHPCore", "WHPTestSupport", "whp"]
+            dependencies: ["WHPDomain", "WHPCrypto", "WHPJSON", "WHPEvaluation", "WHPTestSupport", "whp"]
         ),
         .testTarget(
             name: "WHPReliabilityTests",
-            dependencies: ["WHPCore", "WHPStore", "WHPService", "WHPTestSupport", "whp"]
+            dependencies: ["WHPDomain", "WHPCrypto", "WHPJSON", "WHPStore", "WHPService", "WHPTestSupport", "whp"]
         ),
         .testTarget(
             name: "WHPPostgresTests",
@@ -102,7 +136,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WHPCLITests",
-            dependencies: ["WHPCore", "WHPStore", "WHPTestSupport", "whp"]
+            dependencies: ["WHPDomain", "WHPCrypto", "WHPJSON", "WHPStore", "WHPTestSupport", "whp"]
         ),
     ]
 )

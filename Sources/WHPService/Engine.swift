@@ -1,5 +1,7 @@
 import Logging
-import WHPCore
+import WHPCrypto
+import WHPDomain
+import WHPJSON
 import WHPStore
 
 /// The trial's secrets the service needs: the master seed (draws, lottery

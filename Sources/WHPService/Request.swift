@@ -1,4 +1,6 @@
-import WHPCore
+import WHPCrypto
+import WHPDomain
+import WHPJSON
 
 /// The staff roles of PROTOCOL.md §2. The client authenticated the user; the
 /// service enforces what each role may do.

@@ -4,7 +4,9 @@ import Glibc
 import Darwin
 #endif
 import Logging
-import WHPCore
+import WHPCrypto
+import WHPDomain
+import WHPJSON
 import WHPStore
 
 /// The clock, injected so a session can be replayed (`WHP_NOW`) and tests can

@@ -4,7 +4,9 @@ import Glibc
 import Darwin
 #endif
 import Foundation
-import WHPCore
+import WHPCrypto
+import WHPDomain
+import WHPJSON
 
 /// A failure at the file-system edge. Each case says what to do about it.
 public struct FileError: Error, CustomStringConvertible, Sendable {
@@ -20,11 +22,15 @@ public struct FileError: Error, CustomStringConvertible, Sendable {
 public enum KeyFile {
     /// Reads a key, refusing a file that group or others may read: a key that
     /// leaked through permissions can no longer keep the allocation secret.
-    public static func read(_ path: String) throws(FileError) -> Bytes32 {
+    public static func read(_ path: String, requirePrivate: Bool = true) throws(FileError) -> Bytes32 {
         var st = stat()
-        guard stat(path, &st) == 0 else { throw FileError("\(path): cannot read key file (\(errnoText()))") }
+        guard lstat(path, &st) == 0 else { throw FileError("\(path): cannot read key file (\(errnoText()))") }
+        if requirePrivate && (st.st_mode & S_IFMT) == S_IFLNK {
+            throw FileError("\(path): a key file must not be a symbolic link (its target could be swapped unseen)")
+        }
+        if (st.st_mode & S_IFMT) == S_IFLNK { guard stat(path, &st) == 0 else { throw FileError("\(path): cannot read key file (\(errnoText()))") } }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw FileError("\(path): not a regular file") }
-        if st.st_mode & 0o077 != 0 {
+        if requirePrivate && st.st_mode & 0o077 != 0 {
             throw FileError("\(path): key file is readable or writable by group or others (mode \(String(st.st_mode & 0o777, radix: 8))); run: chmod 600 \(path)")
         }
         guard let data = FileManager.default.contents(atPath: path) else { throw FileError("\(path): cannot read key file") }
@@ -49,41 +55,6 @@ public enum KeyFile {
     public static func exists(_ path: String) -> Bool {
         var st = stat()
         return lstat(path, &st) == 0
-    }
-}
-
-/// Reads `district-config/` as ALLOCATION.md §6 hashes it: every regular file,
-/// hidden ones included, relative `/`-paths; a symbolic link is an error.
-public enum ConfigFolder {
-    public static func read(_ dir: String) throws(FileError) -> [ConfigFile] {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
-            throw FileError("\(dir): config folder not found (use --config DIR)")
-        }
-        var out: [ConfigFile] = []
-        try walk(dir, relative: "", into: &out)
-        return out
-    }
-
-    private static func walk(_ dir: String, relative: String, into out: inout [ConfigFile]) throws(FileError) {
-        let names: [String]
-        do { names = try FileManager.default.contentsOfDirectory(atPath: dir) } catch {
-            throw FileError("\(dir): cannot list config folder")
-        }
-        for name in names {
-            let full = dir + "/" + name
-            let rel = relative.isEmpty ? name : relative + "/" + name
-            var st = stat()
-            guard lstat(full, &st) == 0 else { throw FileError("\(full): cannot stat (\(errnoText()))") }
-            switch st.st_mode & S_IFMT {
-            case S_IFLNK: throw FileError("\(full): a symbolic link in the config folder is not allowed (its target would escape the config hash)", configError: true)
-            case S_IFDIR: try walk(full, relative: rel, into: &out)
-            case S_IFREG:
-                guard let data = FileManager.default.contents(atPath: full) else { throw FileError("\(full): cannot read") }
-                out.append(ConfigFile(path: rel, bytes: [UInt8](data)))
-            default: throw FileError("\(full): not a regular file", configError: true)
-            }
-        }
     }
 }
 

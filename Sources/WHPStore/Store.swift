@@ -1,7 +1,9 @@
 import Foundation
 import GRDB
 import Logging
-import WHPCore
+import WHPCrypto
+import WHPDomain
+import WHPJSON
 
 public struct StoreError: Error, CustomStringConvertible, Sendable {
     public var description: String

@@ -1,7 +1,5 @@
 import ArgumentParser
-import Foundation
-import WHPCore
-import WHPStore
+import WHPApp
 
 struct Checkpoint: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,28 +13,6 @@ struct Checkpoint: ParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() throws {
-        let store = try openStore(common)
-        guard let trial = try store.read({ try $0.trial() }), let head = try store.storedHead() else {
-            throw Failure.failed("the store holds no trial")
-        }
-        let obj: JSONObject = ["trial_id": .string(trial.trialID), "seq": .int(head.seq), "head": .string(head.hash)]
-        stdout(String(decoding: JSON.encode(.object(obj)), as: UTF8.self))
-    }
-
-    static func read(_ path: String) throws -> Auditor.CheckpointValue {
-        guard let data = FileManager.default.contents(atPath: path) else { throw Failure.io("\(path): cannot read checkpoint") }
-        guard let obj = try? JSON.parse([UInt8](data).trimmingTrailingNewlines()).objectValue,
-              let t = obj["trial_id"]?.stringValue, let s = obj["seq"]?.intValue, let h = obj["head"]?.stringValue else {
-            throw Failure.io("\(path): not a checkpoint {\"trial_id\", \"seq\", \"head\"}")
-        }
-        return (t, s, h)
-    }
-}
-
-extension Array where Element == UInt8 {
-    func trimmingTrailingNewlines() -> [UInt8] {
-        var a = self
-        while let l = a.last, l == 0x0a || l == 0x0d || l == 0x20 { a.removeLast() }
-        return a
+        stdout(try Checkpoints.current(paths: common.paths))
     }
 }

@@ -1,7 +1,6 @@
 import ArgumentParser
+import WHPApp
 import Foundation
-import WHPCore
-import WHPStore
 
 struct Report: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,13 +21,7 @@ struct Report: ParsableCommand {
         var svg: String?
 
         func run() throws {
-            let (config, _, _) = try loadConfig(common.config)
-            let flow = try consortFlow(try openStore(common))
-            stdout(flow.table(config: config))
-            if let svg {
-                do { try writeDurably(svg, Array(flow.svg(config: config).utf8)) } catch { throw Failure.io(error.description) }
-                stdout("diagram written to \(svg)")
-            }
+            stdout(try Reports.consort(paths: common.paths, svg: svg))
         }
     }
 
@@ -54,18 +47,10 @@ struct Report: ParsableCommand {
 
         func run() throws {
             guard alpha > 0, alpha < 1 else { throw ValidationError("--alpha must be between 0 and 1") }
-            let (config, _, _) = try loadConfig(common.config)
-            let store = try openStore(common)
-            let report = Balance.report(try store.read { try $0.allocations() }, config: config, alpha: alpha)
-            stdout(Balance.text(report, config: config, publish: publish))
-            if !report.ok { throw ExitCode(1) }
+            let (text, ok) = try Reports.balance(paths: common.paths, alpha: alpha, publish: publish)
+            stdout(text)
+            if !ok { throw ExitCode(1) }
         }
     }
 }
 
-/// The trial's CONSORT flow, counted from every referral in the store.
-func consortFlow(_ store: Store) throws -> ConsortFlow {
-    var flow = ConsortFlow()
-    try store.read { tx in try tx.forEachReferralFact { flow.add($0) } }
-    return flow
-}

@@ -1,9 +1,7 @@
 import ArgumentParser
+import WHPApp
 import Foundation
 import Logging
-import WHPCore
-import WHPService
-import WHPStore
 
 /// `whp`: the executable of CLI.md. Exit codes: 0 success, 1 a check or an
 /// operation failed, 2 usage or I/O error.
@@ -33,7 +31,7 @@ struct WHP: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
-        } catch let f as Failure {
+        } catch let f as AppFailure {
             FileHandle.standardError.write(Data(("whp: " + f.message + "\n").utf8))
             Foundation.exit(f.code)
         } catch {
@@ -48,14 +46,6 @@ struct WHP: ParsableCommand {
     }
 }
 
-/// An operation that failed (exit 1) or an I/O or usage problem (exit 2), with the message for the operator.
-struct Failure: Error {
-    var code: Int32
-    var message: String
-    static func failed(_ m: String) -> Failure { Failure(code: 1, message: m) }
-    static func io(_ m: String) -> Failure { Failure(code: 2, message: m) }
-}
-
 struct CommonOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The district-config folder.", valueName: "DIR"))
     var config: String = "district-config"
@@ -68,42 +58,10 @@ struct CommonOptions: ParsableArguments {
         valueName: "URL"))
     var store: String?
 
-    var storeLocation: StoreLocation { store.map(StoreLocation.init) ?? .sqlite(data + "/whp.sqlite") }
-    var keysDir: String { data + "/keys" }
-    var seedPath: String { keysDir + "/seed.hex" }
-    var pseudonymKeyPath: String { keysDir + "/pseudonym.key" }
-    var evaluationKeyPath: String { keysDir + "/evaluation.key" }
+    var paths: TrialPaths { TrialPaths(config: config, data: data, store: store) }
 }
 
-/// The service clock: `WHP_NOW` when set, else the system's UTC clock.
-func serviceClock() throws -> any ServiceClock {
-    guard let text = ProcessInfo.processInfo.environment["WHP_NOW"], !text.isEmpty else { return SystemClock() }
-    guard let instant = Instant(text) else { throw Failure.io("WHP_NOW must be YYYY-MM-DDTHH:MM:SSZ, got \"\(text)\"") }
-    return FixedClock(instant)
-}
-
-func loadConfig(_ dir: String) throws -> (TrialConfig, Bytes32, [ConfigFile]) {
-    do {
-        let files = try ConfigFolder.read(dir)
-        do {
-            return (try TrialConfig.parse(files: files), TrialConfig.hash(of: files), files)
-        } catch {
-            throw Failure.failed("invalid district-config: \(dir)/\(error.description)")
-        }
-    } catch let e as FileError {
-        throw e.isConfigError ? Failure.failed("invalid district-config: \(e.description)") : Failure.io(e.description)
-    }
-}
-
-/// Opens the trial's store for a command; a missing or unreachable store is an I/O error (exit 2).
-func openStore(_ common: CommonOptions, readonly: Bool = true) throws -> Store {
-    do { return try Store.open(backend: common.storeLocation.backend(readonly: readonly)) } catch { throw Failure.io("\(error)") }
-}
-
-func readKey(_ path: String) throws -> Bytes32 {
-    do { return try KeyFile.read(path) } catch { throw Failure.failed(error.description) }
-}
-
+/// One line on stdout.
 func stdout(_ s: String) {
-    FileHandle.standardOutput.write(Data((s + "\n").utf8))
+    print(s)
 }

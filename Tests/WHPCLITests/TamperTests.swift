@@ -1,6 +1,8 @@
 import Foundation
 import Testing
-import WHPCore
+import WHPCrypto
+import WHPDomain
+import WHPJSON
 import WHPStore
 import WHPTestSupport
 
@@ -151,18 +153,24 @@ import WHPTestSupport
         report.expectPasses("draws")
     }
 
-    /// (g) A seed file readable by group or others is refused.
-    @Test func worldReadableSeedFileIsRefused() throws {
+    /// (g) RULES2 R10: a revealed seed is public, so `verify --seed` takes a
+    /// seed file of any mode; `serve` still refuses its own seed file when
+    /// group or others can read it, and a missing seed file is exit 2.
+    @Test func revealedSeedFileOfAnyModeVerifies() throws {
         let t = try SmallTrial.build()
         let open = t.root.appendingPathComponent("open-seed.hex")
         try FileManager.default.copyItem(at: t.seedFile, to: open)
         try setMode(open, 0o644)
         let r = try t.verify(["--seed", open.path])
-        #expect(r.status != 0, "verify refuses a 0644 seed file")
-        let msg = (r.stderr + r.stdout).lowercased()
-        #expect(msg.contains("mode") || msg.contains("permission") || msg.contains("chmod"), "the message mentions the mode: \(r.stderr)")
-        #expect(msg.contains("open-seed.hex"), "and names the file: \(r.stderr)")
-        #expect(!r.stdout.contains("OK:"))
+        #expect(r.status == 0, "verify takes a 0644 revealed seed: \(r.stderr)")
+        #expect(r.stdout.contains("OK:"))
+        let missing = try t.verify(["--seed", t.root.appendingPathComponent("no-such-seed.hex").path])
+        #expect(missing.status == 2, "a missing seed file is a usage error: \(missing.stderr)")
+        #expect(missing.stderr.contains("no-such-seed.hex"))
+        try setMode(t.seedFile, 0o644)
+        let served = try t.serve([], now: "2018-01-31T12:00:00Z").0
+        #expect(served.status == 1, "serve refuses its own 0644 seed file")
+        #expect(served.stderr.contains("chmod"), "\(served.stderr)")
     }
 
     /// (h) The config changed after init (one comment byte): `config_hash` fails.

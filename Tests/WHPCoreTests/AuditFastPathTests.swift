@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import WHPCore
+@testable import WHPConfig
+@testable import WHPAudit
+@testable import WHPCrypto
+@testable import WHPDomain
+@testable import WHPEvaluation
+@testable import WHPJSON
 
 /// One stored event as the store or a bundle holds it.
 struct StoredEvent {

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import WHPCore
+@testable import WHPConfig
+@testable import WHPAudit
+@testable import WHPCrypto
+@testable import WHPDomain
+@testable import WHPEvaluation
+@testable import WHPJSON
 
 /// Sanity of the permuted-block method (ALLOCATION.md §4) over long runs.
 @Suite("Permuted-block balance")

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import WHPCore
+@testable import WHPConfig
+@testable import WHPAudit
+@testable import WHPCrypto
+@testable import WHPDomain
+@testable import WHPEvaluation
+@testable import WHPJSON
 
 /// CONFIG.md: parsing and validating district-config, and its hash (ALLOCATION.md §6).
 @Suite("Config")

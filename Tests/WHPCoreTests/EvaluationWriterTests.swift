@@ -1,5 +1,10 @@
 import Testing
-@testable import WHPCore
+@testable import WHPConfig
+@testable import WHPAudit
+@testable import WHPCrypto
+@testable import WHPDomain
+@testable import WHPEvaluation
+@testable import WHPJSON
 
 /// `EvaluationRowWriter` against `Evaluation.row` + `csv(into:)` / `jsonl(into:)`,
 /// byte for byte, over generated facts with hostile strings and edge dates.

@@ -1,5 +1,5 @@
 import Testing
-import WHPCore  // the strict JSON parser/writer lives in WHPCore/JSON.swift
+@testable import WHPJSON
 
 // MARK: - Helpers
 

@@ -1,4 +1,9 @@
-@testable import WHPCore
+@testable import WHPConfig
+@testable import WHPAudit
+@testable import WHPCrypto
+@testable import WHPDomain
+@testable import WHPEvaluation
+@testable import WHPJSON
 
 // The audit verifier as it was before the dictionary-free fast path (commit
 // 24fa100, Sources/WHPCore/Audit.swift), kept verbatim as the reference the

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import WHPCore
+@testable import WHPConfig
+@testable import WHPAudit
+@testable import WHPCrypto
+@testable import WHPDomain
+@testable import WHPEvaluation
+@testable import WHPJSON
 
 // Shared helpers for the WHPCore tests: the spec's vectors.json, decoded
 // once, and small independent byte/hex utilities.

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import WHPCore
+@testable import WHPConfig
+@testable import WHPAudit
+@testable import WHPCrypto
+@testable import WHPDomain
+@testable import WHPEvaluation
+@testable import WHPJSON
 
 /// Every vector of the spec's vectors.json (ALLOCATION.md), byte for byte.
 @Suite("ALLOCATION.md vectors")

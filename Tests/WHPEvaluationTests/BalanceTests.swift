@@ -1,6 +1,9 @@
 import Foundation
 import Testing
-@testable import WHPCore
+import WHPCrypto
+@testable import WHPDomain
+@testable import WHPEvaluation
+@testable import WHPJSON
 import WHPTestSupport
 
 struct BalanceTests {

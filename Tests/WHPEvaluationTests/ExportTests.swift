@@ -3,7 +3,10 @@ import Foundation
 import FoundationXML
 #endif
 import Testing
-import WHPCore
+import WHPCrypto
+import WHPDomain
+import WHPEvaluation
+import WHPJSON
 import WHPTestSupport
 
 /// The evaluation export and CONSORT report, driven through the CLI on a

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
-import WHPCore
+import WHPCrypto
+import WHPDomain
+import WHPJSON
 import WHPTestSupport
 
 /// Property-based hostile input through one live `whp serve` (PROTOCOL.md §1–§2):

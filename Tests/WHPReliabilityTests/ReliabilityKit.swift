@@ -1,6 +1,8 @@
 import Foundation
 import Testing
-import WHPCore
+import WHPCrypto
+import WHPDomain
+import WHPJSON
 import WHPStore
 import WHPTestSupport
 #if canImport(Glibc)

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
-import WHPCore
+import WHPCrypto
+import WHPDomain
+import WHPJSON
 import WHPTestSupport
 
 /// A trial the test models on its own: referrals, locks, gatekeeper rules and

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
-import WHPCore
+import WHPCrypto
+import WHPDomain
+import WHPJSON
 import WHPTestSupport
 
 // Helpers shared by the end-to-end suites of `whp serve`: parsed responses,

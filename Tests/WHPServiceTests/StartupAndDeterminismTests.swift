@@ -1,6 +1,8 @@
 import Foundation
 import Testing
-import WHPCore
+import WHPCrypto
+import WHPDomain
+import WHPJSON
 import WHPTestSupport
 
 /// ALLOCATION.md §6, computed here from the spec: every regular file of the

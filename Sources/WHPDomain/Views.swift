@@ -1,3 +1,4 @@
+import WHPCrypto
 /// The outcome views of PROTOCOL.md §4. Under `hidden` a not-selected and an
 /// RCG referral render identically, so nothing a work coach or claimant reads
 /// can reveal the control group; only `disclose` tells them apart.

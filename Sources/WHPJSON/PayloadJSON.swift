@@ -4,7 +4,7 @@
 /// that is no longer a flat string map is caught, not guessed at.
 public enum PayloadJSON {
     public static func encode(_ payload: [String: String]) -> String {
-        encode(payload, sortedKeys: payload.keys.sorted { $0.utf8Precedes($1) })
+        encode(payload, sortedKeys: payload.keys.sorted(by: JSON.utf8Precedes))
     }
 
     /// The same, with the keys already sorted by UTF-8 bytes.

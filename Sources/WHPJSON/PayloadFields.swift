@@ -72,7 +72,7 @@ public struct PayloadFields {
     public mutating func set(_ payload: [String: String]) {
         storage.removeAll(keepingCapacity: true)
         fields.removeAll(keepingCapacity: true)
-        for k in payload.keys.sorted(by: { $0.utf8Precedes($1) }) {
+        for k in payload.keys.sorted(by: JSON.utf8Precedes) {
             var k = k, v = payload[k]!
             let ks = Int32(storage.count)
             k.withUTF8 { storage.append(contentsOf: $0) }
@@ -253,15 +253,6 @@ public struct PayloadFields {
     }
 
     static func isASCII(_ b: UnsafeBufferPointer<UInt8>) -> Bool { b.allSatisfy { $0 < 0x80 } }
-
-    /// `payload[key].flatMap(CivilDate.init)`.
-    public func date(_ key: StaticString) -> CivilDate? { withValue(key) { CivilDate(utf8: $0) } ?? nil }
-
-    /// `payload[key].flatMap(Instant.init)`.
-    public func instant(_ key: StaticString) -> Instant? { withValue(key) { Instant(utf8: $0) } ?? nil }
-
-    /// `payload[key].flatMap(Bytes32.init(hex:))`.
-    public func bytes32(_ key: StaticString) -> Bytes32? { withValue(key) { Bytes32(hexUTF8: $0) } ?? nil }
 
     /// `payload[key].flatMap { Int($0) }`.
     public func int(_ key: StaticString) -> Int? {

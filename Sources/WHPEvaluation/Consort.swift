@@ -1,3 +1,8 @@
+import Foundation
+import WHPCrypto
+import WHPDomain
+import WHPJSON
+
 /// The trial's flow in the CONSORT style: referred → cancelled / awaiting /
 /// decided → not selected / selected → WHP / PSC / RCG → removed by opt-out →
 /// in the dataset. Every box is the sum of the boxes it splits into.

@@ -1,3 +1,4 @@
+import WHPCrypto
 /// The event types of PROTOCOL.md §6.
 public enum EventType: String, Sendable, CaseIterable {
     case trialStarted = "trial_started"

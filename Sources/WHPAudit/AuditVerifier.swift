@@ -1,3 +1,7 @@
+import WHPCrypto
+import WHPDomain
+import WHPJSON
+
 /// One named check of `whp verify` (CLI.md) and the first event that breaks it.
 public struct CheckResult: Sendable, Equatable {
     public var name: String

@@ -1,3 +1,8 @@
+import Foundation
+import WHPCrypto
+import WHPDomain
+import WHPJSON
+
 /// How exact the dates of an evaluation export are (CLI.md, "The evaluation export").
 /// Coarser dates make re-identification harder; `month` is the default.
 public enum DatePrecision: String, Sendable, CaseIterable {
@@ -91,28 +96,6 @@ public enum CSV {
         } else {
             out.append(contentsOf: u)
         }
-    }
-}
-
-/// The facts of one referral that the evaluation reads, from the store.
-public struct ReferralFacts: Sendable {
-    public var claimant: Pseudonym
-    public var district: String
-    public var group: String
-    public var referralDate: CivilDate
-    public var status: ReferralStatus
-    public var gkDate: CivilDate?
-    public var rule: String?
-    public var flag: String?
-    /// 1 for the claimant's first referral in the trial (cancelled ones count), 2 for the second, …
-    public var claimantReferralNumber: Int
-    public var optedOut: Bool
-
-    public init(claimant: Pseudonym, district: String, group: String, referralDate: CivilDate, status: ReferralStatus,
-                gkDate: CivilDate?, rule: String?, flag: String?, claimantReferralNumber: Int, optedOut: Bool) {
-        self.claimant = claimant; self.district = district; self.group = group; self.referralDate = referralDate
-        self.status = status; self.gkDate = gkDate; self.rule = rule; self.flag = flag
-        self.claimantReferralNumber = claimantReferralNumber; self.optedOut = optedOut
     }
 }
 

@@ -1,3 +1,4 @@
+import WHPCrypto
 /// Where a referral stands. The true status; views decide what each audience sees.
 public enum ReferralStatus: Sendable, Equatable, Hashable {
     case awaitingGatekeeper

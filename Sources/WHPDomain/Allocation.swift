@@ -1,3 +1,4 @@
+import WHPCrypto
 /// Where a stratum's allocation sequence stands: the next index, and under
 /// `permuted_block` the open block and what it has dealt so far.
 ///

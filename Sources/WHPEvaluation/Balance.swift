@@ -3,17 +3,10 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-
-/// One allocated referral, as the balance checks read it.
-public struct AllocatedReferral: Sendable, Equatable {
-    public var district: String
-    public var group: String
-    public var referralDate: CivilDate
-    public var arm: Arm
-    public init(district: String, group: String, referralDate: CivilDate, arm: Arm) {
-        self.district = district; self.group = group; self.referralDate = referralDate; self.arm = arm
-    }
-}
+import Foundation
+import WHPCrypto
+import WHPDomain
+import WHPJSON
 
 /// A statistical check of the allocation: it fails loudly when arms depend on
 /// what they must not (referral order, weekday) or drift from the weights.

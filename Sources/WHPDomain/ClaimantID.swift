@@ -1,3 +1,4 @@
+import WHPCrypto
 /// A claimant as the service knows them: a NINO or a 12-digit DCAMS reference.
 ///
 /// The two are different claimants to the service (PROTOCOL.md §3), so the

@@ -1,3 +1,4 @@
+import WHPCrypto
 import Synchronization
 
 /// Every value derived from the trial's secrets, byte for byte as

@@ -23,11 +23,11 @@ public struct Bytes32: Hashable, Sendable, Comparable, CustomStringConvertible {
     }
 
     @inline(__always)
-    init(unchecked bytes: [UInt8]) { self.bytes = bytes }
+    public init(unchecked bytes: [UInt8]) { self.bytes = bytes }
 
     /// Fills the 32 bytes in place.
     @inline(__always)
-    init(filling body: (UnsafeMutableRawBufferPointer) -> Void) {
+    public init(filling body: (UnsafeMutableRawBufferPointer) -> Void) {
         Swift.withUnsafeMutableBytes(of: &words) { body($0) }
     }
 
@@ -331,7 +331,7 @@ public struct ByteWriter {
     }
 
     @inline(__always)
-    static func appendU32(_ n: UInt32, to bytes: inout [UInt8]) {
+    public static func appendU32(_ n: UInt32, to bytes: inout [UInt8]) {
         bytes.append(UInt8(truncatingIfNeeded: n >> 24))
         bytes.append(UInt8(truncatingIfNeeded: n >> 16))
         bytes.append(UInt8(truncatingIfNeeded: n >> 8))

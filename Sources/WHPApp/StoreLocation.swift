@@ -5,11 +5,11 @@ import WHPStore
 
 /// Where a trial's store lives, as given to `--store`, `--from` or `--to`:
 /// a `postgres://` URL, a SQLite file, or a data folder holding `whp.sqlite`.
-enum StoreLocation: CustomStringConvertible {
+public enum StoreLocation: CustomStringConvertible, Sendable {
     case sqlite(String)
     case postgres(String)
 
-    init(_ text: String) {
+    public init(_ text: String) {
         if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
             self = .postgres(text)
             return
@@ -24,17 +24,17 @@ enum StoreLocation: CustomStringConvertible {
     }
 
     /// For messages: a path, or the URL without its password.
-    var description: String {
+    public var description: String {
         switch self {
         case .sqlite(let path): path
         case .postgres(let url): (try? PostgresBackend.printable(url)) ?? "postgres://…"
         }
     }
 
-    var isPostgres: Bool { if case .postgres = self { true } else { false } }
+    public var isPostgres: Bool { if case .postgres = self { true } else { false } }
 
     /// Connects (PostgreSQL) or opens the file (SQLite); `create` makes a new SQLite file.
-    func backend(readonly: Bool = false, create: Bool = false) throws -> any StoreBackend {
+    public func backend(readonly: Bool = false, create: Bool = false) throws -> any StoreBackend {
         switch self {
         case .sqlite(let path):
             return try SQLiteBackend.open(path: path, readonly: readonly, create: create)

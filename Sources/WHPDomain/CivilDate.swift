@@ -1,3 +1,4 @@
+import WHPCrypto
 /// A Gregorian calendar date with no time zone: referral dates, gatekeeper
 /// dates and lock from-dates are all whole days (ALLOCATION.md §8).
 public struct CivilDate: Hashable, Comparable, Sendable, CustomStringConvertible {
@@ -50,7 +51,7 @@ public struct CivilDate: Hashable, Comparable, Sendable, CustomStringConvertible
     }
 
     /// Whether `bytes` are exactly this date's `iso` text.
-    func isISO(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+    public func isISO(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         guard bytes.count == 10 else { return false }
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 10) { d in
             writeISO(d.baseAddress!)
@@ -190,8 +191,9 @@ public struct Instant: Hashable, Comparable, Sendable, CustomStringConvertible {
     public static func < (a: Instant, b: Instant) -> Bool { a.seconds < b.seconds }
 }
 
+/// `n` in decimal, zero-padded on the left to `width` digits.
 @inline(__always)
-func pad(_ n: Int, _ width: Int) -> String {
+public func pad(_ n: Int, _ width: Int) -> String {
     let s = String(n)
     return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
 }

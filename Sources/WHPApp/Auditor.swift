@@ -1,0 +1,254 @@
+import Foundation
+import Logging
+import WHPAudit
+import WHPConfig
+import WHPCrypto
+import WHPDomain
+import WHPEvaluation
+import WHPJSON
+import WHPService
+import WHPStore
+
+/// Feeds a log (store or bundle) through the pure `AuditVerifier` and adds the
+/// checks that need the edges: checkpoint and derived tables.
+public enum Auditor {
+    public typealias CheckpointValue = (trialID: String, seq: Int, head: String)
+
+    public static func verifyStore(paths common: TrialPaths, seedsDir: String, seed: Bytes32?, checkpoint: CheckpointValue?) throws -> AuditReport {
+        let loaded = try loadConfig(common.config)
+        let config = loaded.config, configHash = loaded.hash
+        let store = try openStore(common)
+        let commitment = try? CommitmentFile.read(CommitmentFile.path(seedsDir: seedsDir, trialID: config.trialID))
+        var verifier = AuditVerifier(config: config, configHash: configHash, seed: seed,
+                                     commitmentFile: commitment.map { ($0.trialID, $0.commitment, $0.configHash) })
+        let rebuilt = try Store.scratch()
+        var count = 0, head = "", hashes: [Int: String] = [:]
+        // One snapshot for the log and the derived tables: a trial being served
+        // while it is verified is judged as of one head. The verifier runs on
+        // this thread; the rebuild of the derived tables on a second one.
+        let rebuild = ParallelRebuild(into: rebuilt)
+        let (report0, diff) = try store.snapshot { snapshot in
+            var batch: [StoredEvent] = []
+            batch.reserveCapacity(ParallelRebuild.batchSize)
+            try snapshot.forEachEvent { e in
+                verifier.consume(seq: e.seq, type: e.type, payloadText: e.payloadText, storedHash: e.hash)
+                count += 1; head = e.hash
+                if let checkpoint, e.seq == checkpoint.seq { hashes[e.seq] = e.hash }
+                batch.append(e)
+                if batch.count == ParallelRebuild.batchSize { rebuild.add(batch); batch.removeAll(keepingCapacity: true) }
+            }
+            rebuild.add(batch)
+            try rebuild.finish()
+            return (verifier.finish(events: count, head: head), try snapshot.compareDerivedTables(with: rebuilt))
+        }
+        let unparsable = rebuild.unparsable
+        var report = report0
+        if let checkpoint { report.checks.append(checkpointCheck(checkpoint, trialID: config.trialID, found: hashes[checkpoint.seq], events: count)) }
+        report.checks.append(diff.map {
+            CheckResult(name: "derived_tables", ok: false,
+                        detail: "table \($0.table): \($0.rows) row(s) differ from the rebuild from the log", firstBadSeq: $0.seq ?? unparsable)
+        } ?? CheckResult(name: "derived_tables", ok: true, detail: "every derived table equals its rebuild from the log"))
+        report.checks.sort { $0.name < $1.name }
+        return report
+    }
+
+    public static func verifyBundle(dir: String, seed: Bytes32?, checkpoint: CheckpointValue?) throws -> AuditReport {
+        let loaded = try loadConfig(dir + "/district-config")
+        let config = loaded.config, configHash = loaded.hash
+        let commitment = try? CommitmentFile.read(CommitmentFile.path(seedsDir: dir, trialID: config.trialID))
+        var verifier = AuditVerifier(config: config, configHash: configHash, seed: seed,
+                                     commitmentFile: commitment.map { ($0.trialID, $0.commitment, $0.configHash) })
+        guard let reader = LineReader(path: dir + "/events.jsonl") else { throw AppFailure.io("\(dir)/events.jsonl: cannot open") }
+        var count = 0, head = "", found: String?, line = 0
+        while let bytes = reader.next() {
+            line += 1
+            guard let obj = try? JSON.parse(bytes).objectValue, let seq = obj["seq"]?.intValue,
+                  let type = obj["type"]?.stringValue, let hash = obj["hash"]?.stringValue,
+                  let payloadObj = obj["payload"]?.objectValue else {
+                verifier.consume(seq: count + 1, type: "", payload: nil, storedHash: "")
+                count += 1
+                continue
+            }
+            var payload: [String: String]? = [:]
+            for (k, v) in payloadObj.entries { if let s = v.stringValue { payload?[k] = s } else { payload = nil; break } }
+            verifier.consume(seq: seq, type: type, payload: payload, storedHash: hash)
+            count += 1; head = hash
+            if seq == checkpoint?.seq { found = hash }
+        }
+        var report = verifier.finish(events: count, head: head)
+        if let checkpoint { report.checks.append(checkpointCheck(checkpoint, trialID: config.trialID, found: found, events: count)) }
+        report.checks.sort { $0.name < $1.name }
+        return report
+    }
+
+    static func checkpointCheck(_ c: CheckpointValue, trialID: String, found: String?, events: Int) -> CheckResult {
+        if c.trialID != trialID { return CheckResult(name: "checkpoint", ok: false, detail: "the checkpoint is for trial \(c.trialID), not \(trialID)", firstBadSeq: c.seq) }
+        guard let found else {
+            return CheckResult(name: "checkpoint", ok: false, detail: "the log ends at event \(events); the checkpoint holds event \(c.seq): the log was cut short", firstBadSeq: c.seq)
+        }
+        guard found == c.head else {
+            return CheckResult(name: "checkpoint", ok: false, detail: "event \(c.seq) no longer has the checkpoint's head hash: the log was rewritten", firstBadSeq: c.seq)
+        }
+        return CheckResult(name: "checkpoint", ok: true, detail: "event \(c.seq) still has head \(c.head)")
+    }
+
+    public static func text(_ r: AuditReport) -> String {
+        var lines = ["\(r.ok ? "OK" : "FAILED"): \(r.events) events, head \(r.head)"]
+        for c in r.checks {
+            let at = c.firstBadSeq.map { " (first bad event: \($0))" } ?? ""
+            lines.append("  \(c.ok ? "ok  " : "FAIL") \(c.name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(c.detail)\(at)")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    public static func json(_ r: AuditReport) -> String {
+        let checks: [JSONValue] = r.checks.map { c in
+            var o: JSONObject = ["name": .string(c.name), "ok": .bool(c.ok), "detail": .string(c.detail)]
+            if let s = c.firstBadSeq { o["first_bad_seq"] = .int(s) }
+            return .object(o)
+        }
+        let obj: JSONObject = ["ok": .bool(r.ok), "events": .int(r.events), "head": .string(r.head), "checks": .array(checks)]
+        return String(decoding: JSON.encode(.object(obj)), as: UTF8.self)
+    }
+}
+
+/// Reads a file line by line without loading it whole.
+final class LineReader {
+    private let handle: FileHandle
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var eof = false
+
+    init?(path: String) {
+        guard let h = FileHandle(forReadingAtPath: path) else { return nil }
+        handle = h
+    }
+
+    func next() -> ArraySlice<UInt8>? {
+        while true {
+            if let nl = buffer[start...].firstIndex(of: 0x0a) {
+                let line = buffer[start..<nl]
+                start = nl + 1
+                if line.isEmpty { continue }
+                return line
+            }
+            if eof {
+                guard start < buffer.count else { return nil }
+                let line = buffer[start...]
+                start = buffer.count
+                return line
+            }
+            buffer.removeSubrange(0..<start)
+            start = 0
+            let chunk = handle.readData(ofLength: 1 << 20)
+            if chunk.isEmpty { eof = true } else { buffer.append(contentsOf: chunk) }
+        }
+    }
+}
+
+/// Replays the log into a scratch store's derived tables on a thread of its
+/// own, fed batches of stored events, so that `verify` uses both cores: the
+/// verifier (hashes, derivations, checks) on the reading thread, payload
+/// decoding and the projection's inserts here. The queue is bounded, so memory
+/// stays flat however long the log.
+final class ParallelRebuild: @unchecked Sendable {
+    static let batchSize = 2048
+    private static let maxQueued = 8
+
+    private let store: Store
+    private let condition = NSCondition()
+    private var queue: [[StoredEvent]] = []
+    private var closed = false
+    private var failure: (any Error)?
+    private let done = DispatchSemaphore(value: 0)
+    /// The first event whose payload did not parse (read after `finish`).
+    private(set) var unparsable: Int?
+
+    init(into store: Store) {
+        self.store = store
+        let thread = Thread { [self] in run() }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    /// Queues a batch, waiting while the queue is full (dropped once the rebuild has failed).
+    func add(_ batch: [StoredEvent]) {
+        guard !batch.isEmpty else { return }
+        condition.lock()
+        while queue.count >= Self.maxQueued && failure == nil { condition.wait() }
+        if failure == nil { queue.append(batch) }
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Waits for the rebuild to commit; rethrows its error.
+    func finish() throws {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
+        done.wait()
+        if let failure { throw failure }
+    }
+
+    private func next() -> [StoredEvent]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.isEmpty && !closed { condition.wait() }
+        guard !queue.isEmpty else { return nil }
+        let batch = queue.removeFirst()
+        condition.signal()
+        return batch
+    }
+
+    private func run() {
+        var fields = PayloadFields()
+        // Each claimant's referrals so far: the number the next one gets (`claimant_n`).
+        var referralsOf: [String: Int] = [:]
+        do {
+            try store.rebuild { project in
+                while let batch = next() {
+                    for e in batch {
+                        // `parse` accepts exactly what `PayloadJSON.decode` does, with the same fields.
+                        if fields.parse(e.payloadText) {
+                            let event = Event(seq: e.seq, type: e.type, payload: fields.dictionary())
+                            var n: Int?
+                            if event.eventType == .referred, let c = event.payload["claimant"] {
+                                n = referralsOf[c, default: 0] + 1
+                                referralsOf[c] = n
+                            }
+                            try project(event, n)
+                        } else if unparsable == nil {
+                            unparsable = e.seq
+                        }
+                    }
+                }
+            }
+        } catch {
+            condition.lock()
+            failure = error
+            condition.broadcast()
+            condition.unlock()
+        }
+        done.signal()
+    }
+}
+
+extension Auditor {
+    /// `whp verify`: the store, or the bundle at `bundle`; with the revealed
+    /// seed and a checkpoint when their files are given.
+    public static func verify(paths: TrialPaths, seedsDir: String, bundle: String?, seedFile: String?,
+                              checkpointFile: String?) throws -> AuditReport {
+        let seed = try seedFile.map(readRevealedSeed)
+        let checkpoint = try checkpointFile.map(Checkpoints.read)
+        if let bundle { return try verifyBundle(dir: bundle, seed: seed, checkpoint: checkpoint) }
+        return try verifyStore(paths: paths, seedsDir: seedsDir, seed: seed, checkpoint: checkpoint)
+    }
+
+    /// A revealed seed file for `verify --seed` (RULES2 R10): a revealed seed
+    /// is public, so any readable file will do; a missing or malformed one is
+    /// a usage error (exit 2), never a failed check.
+    public static func readRevealedSeed(_ path: String) throws -> Bytes32 {
+        do { return try KeyFile.read(path, requirePrivate: false) } catch { throw AppFailure.io(error.description) }
+    }
+}

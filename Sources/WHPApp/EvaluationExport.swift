@@ -1,0 +1,120 @@
+import Foundation
+import Logging
+import WHPAudit
+import WHPConfig
+import WHPCrypto
+import WHPDomain
+import WHPEvaluation
+import WHPJSON
+import WHPService
+import WHPStore
+
+/// Streams the dataset into DIR and logs the export, all in one write
+/// transaction so the manifest's head is exactly the event before `export_made`.
+public struct EvaluationExport {
+    let config: TrialConfig
+    let configHash: Bytes32
+    let key: Bytes32
+    let format: ExportFormat
+    let precision: DatePrecision
+    let out: String
+    let progress: Bool
+    let clock: any ServiceClock
+
+    public init(config: TrialConfig, configHash: Bytes32, key: Bytes32, format: ExportFormat, precision: DatePrecision,
+                out: String, progress: Bool, clock: any ServiceClock) {
+        self.config = config; self.configHash = configHash; self.key = key; self.format = format
+        self.precision = precision; self.out = out; self.progress = progress; self.clock = clock
+    }
+
+    public func run(_ store: Store) throws -> String {
+        let fm = FileManager.default
+        if let existing = try? fm.contentsOfDirectory(atPath: out), !existing.isEmpty {
+            throw AppFailure.io("\(out) is not empty; an export goes into a new folder")
+        }
+        do { try fm.createDirectory(atPath: out, withIntermediateDirectories: true) } catch { throw AppFailure.io("cannot create \(out)") }
+        let dataName = format == .csv ? "allocations.csv" : "allocations.jsonl"
+        return try store.write { tx in
+            guard let head = tx.head else { throw AppFailure.failed("the store holds no trial") }
+            let file = try HashingFile(out + "/" + dataName)
+            var buffer: [UInt8] = []
+            buffer.reserveCapacity(1 << 20)
+            // Rows go straight into the buffer, the research-id key schedule computed once.
+            let writer = EvaluationRowWriter(config: config, evaluationKey: key, precision: precision, format: format)
+            writer.header(into: &buffer)
+            var rows = 0, removed = 0, seen = 0
+            try tx.forEachReferralFact { f in
+                seen += 1
+                if f.optedOut && f.status != .cancelled { removed += 1 }
+                if writer.append(f, to: &buffer) {
+                    rows += 1
+                    if buffer.count >= 1 << 20 { try file.write(buffer); buffer.removeAll(keepingCapacity: true) }
+                }
+                if progress && seen % 100_000 == 0 {
+                    FileHandle.standardError.write(Data("\rwhp export: \(seen) referrals read, \(rows) rows".utf8))
+                }
+            }
+            try file.write(buffer)
+            let dataHash = try file.finish()
+            if progress { FileHandle.standardError.write(Data("\rwhp export: \(seen) referrals read, \(rows) rows\n".utf8)) }
+
+            let codebook = Array(Evaluation.codebook(config: config, precision: precision, format: format).utf8)
+            try writeDurably(out + "/codebook.md", codebook)
+            let files: JSONObject = [dataName: .string(dataHash.hex), "codebook.md": .string(Crypto.sha256(codebook).hex)]
+            let manifest: JSONObject = [
+                "trial_id": .string(config.trialID), "rows": .int(rows), "removed_opted_out": .int(removed),
+                "date_precision": .string(precision.rawValue), "head_seq": .int(head.seq), "head": .string(head.hash.hex),
+                "config_hash": .string(configHash.hex), "files": .object(files),
+            ]
+            var manifestBytes = JSON.encode(.object(manifest))
+            manifestBytes.append(0x0a)
+            try writeDurably(out + "/manifest.json", manifestBytes)
+            try tx.append(.exportMade, ["manifest_sha256": Crypto.sha256(manifestBytes).hex, "rows": String(rows),
+                                        "removed_opted_out": String(removed), "recorded_at": tx.recordedAt(clock.now()).iso])
+            return "exported \(rows) rows (\(removed) removed: opted out) to \(out)/\(dataName), with codebook.md and manifest.json; logged as event \(head.seq + 1)"
+        }
+    }
+}
+
+/// A file written in chunks and hashed as it goes, then fsynced.
+public final class HashingFile {
+    let handle: FileHandle
+    let hash = SHA256Stream()
+    let path: String
+
+    public init(_ path: String) throws {
+        self.path = path
+        guard let h = openForWriting(path) else { throw AppFailure.io("\(path): cannot create") }
+        handle = h
+    }
+
+    public func write(_ bytes: [UInt8]) throws {
+        guard !bytes.isEmpty else { return }
+        hash.update(bytes)
+        do { try handle.write(contentsOf: bytes) } catch { throw AppFailure.io("\(path): write failed: \(error.localizedDescription)") }
+    }
+
+    public func finish() throws -> Bytes32 {
+        do { try handle.synchronize(); try handle.close() } catch { throw AppFailure.io("\(path): cannot close: \(error.localizedDescription)") }
+        return hash.finish()
+    }
+}
+
+extension EvaluationExport {
+    /// `whp export`: checks the config against the trial, reads the evaluation
+    /// key, then writes the dataset. Returns the summary line.
+    public static func run(paths: TrialPaths, format: ExportFormat, precision: DatePrecision, out: String,
+                           progress: Bool, clock: any ServiceClock) throws -> String {
+        let loaded = try loadConfig(paths.config)
+        let store = try openStore(paths, readonly: false)
+        // One pass over every referral: a small page cache keeps SQLite's sorter
+        // (the window query) within a few MiB however large the trial.
+        try? (store.backend as? SQLiteBackend)?.setPageCache(kibibytes: 4096)
+        guard let trial = try store.read({ try $0.trial() }), trial.configHash == loaded.hash.hex else {
+            throw AppFailure.failed("district-config does not match the trial's config hash; export with the trial's own config")
+        }
+        let key = try readKey(paths.evaluationKeyPath)
+        return try EvaluationExport(config: loaded.config, configHash: loaded.hash, key: key, format: format, precision: precision,
+                                    out: out, progress: progress, clock: clock).run(store)
+    }
+}
