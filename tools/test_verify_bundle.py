@@ -1,18 +1,25 @@
 #!/usr/bin/env python3
 """Tests of tools/verify_bundle.py (standard library unittest only).
 
-    python3 -m unittest tools/test_verify_bundle.py
-    python3 tools/test_verify_bundle.py
+    python3 -m unittest discover -s tools -p 'test_*.py'      # every test file of tools/
+    WHP_BIN=.build/debug/whp python3 -m unittest tools/test_verify_bundle.py
 
 1. Every vector of Tests/WHPCoreTests/Fixtures/vectors.json through the
    verifier's own functions.
-2. End to end on a bundle made by the real `whp` (WHP_BIN, default
-   .build-pyverify/debug/whp; build it with
-   `swift build --scratch-path .build-pyverify --product whp`), untampered and
-   tampered. A missing binary FAILS these tests; it does not skip them.
+2. End to end on a bundle made by the real `whp` (the binary WHP_BIN names),
+   untampered and tampered. With WHP_BIN unset these tests are skipped, with a
+   message saying so; with WHP_BIN set to a missing binary they FAIL.
+   They hold for a whp of either rules version: the session is served date by
+   date, and lock dates are computed from the rules the bundle records.
+3. The rules-1 fixture (Tests/Fixtures/rules1-demo, a store made by an earlier
+   release) read with sqlite3 into a bundle: it must keep verifying.
+
+Loaded by name (not by discover), this module also runs tools/test_rules2.py,
+so `python3 -m unittest tools/test_verify_bundle.py` runs the whole suite.
 """
 
 import contextlib
+import copy
 import io
 import json
 import os
@@ -29,7 +36,7 @@ sys.path.insert(0, HERE)
 import verify_bundle as vb  # noqa: E402
 
 VECTORS = os.path.join(REPO, "Tests", "WHPCoreTests", "Fixtures", "vectors.json")
-WHP_BIN = os.environ.get("WHP_BIN", os.path.join(REPO, ".build-pyverify", "debug", "whp"))
+WHP_BIN = os.environ.get("WHP_BIN") or None
 SESSION = os.path.join(REPO, "examples", "dcams-session.jsonl")
 
 
@@ -202,10 +209,74 @@ def dump_events(path, events):
 
 
 def whp_missing_message():
-    if os.path.isfile(WHP_BIN) and os.access(WHP_BIN, os.X_OK):
+    """None if WHP_BIN names an executable; else why not (WHP_BIN set: a failure)."""
+    if WHP_BIN is not None and os.path.isfile(WHP_BIN) and os.access(WHP_BIN, os.X_OK):
         return None
-    return ("whp binary not found at %s: build it with `cd %s && swift build --scratch-path "
-            ".build-pyverify --product whp`, or set WHP_BIN" % (WHP_BIN, REPO))
+    return ("WHP_BIN=%s is not an executable whp binary: build it with `cd %s && swift build --product whp` "
+            "and point WHP_BIN at it" % (WHP_BIN, REPO))
+
+
+SKIP_MESSAGE = ("WHP_BIN is not set: the end-to-end tests need the whp binary (build it with "
+                "`swift build --product whp`, then WHP_BIN=.build/debug/whp); skipped")
+
+
+def dates_in(line):
+    """The request dates of one session line (what its WHP_NOW must not be before)."""
+    try:
+        r = json.loads(line)
+    except ValueError:
+        return []
+    if not isinstance(r, dict):
+        return []
+    return [v for k, v in r.items() if k in ("referral_date", "gk_date", "date") and isinstance(v, str)
+            and len(v) == 10]
+
+
+def by_date(lines, start="2017-11-01"):
+    """Groups of consecutive request lines, each with the WHP_NOW it is served at:
+    the latest request date so far (09:00 UTC), so that no request is dated after
+    its today and none is back-dated further than the session itself."""
+    groups, day = [], start
+    for line in lines:
+        day = max([day] + dates_in(line))
+        now = day + "T09:00:00Z"
+        if groups and groups[-1][0] == now:
+            groups[-1][1].append(line)
+        else:
+            groups.append((now, [line]))
+    return [(now, b"".join(l + b"\n" for l in ls)) for now, ls in groups]
+
+
+def lock_base(events, rules):
+    """referral_id -> the date its lock runs from: the decision's recorded date on
+    rules 2 (RULES2 R1), its gk_date on rules 1."""
+    out = {}
+    for e in events:
+        p = e["payload"]
+        if e["type"] == "gatekeeper_decision":
+            out[p["referral_id"]] = p["recorded_at"][:10] if rules == 2 else p["gk_date"]
+    return out
+
+
+def rules_of(events):
+    return 2 if "rules" in events[0]["payload"] else 1
+
+
+def open_recruitment(config_dir):
+    """Drop a [recruitment] table from trial.toml: these test trials recruit from
+    `whp init` on, with no closing date (RULES2's defaults), whatever the shipped
+    config's window is."""
+    path = os.path.join(config_dir, "trial.toml")
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    out, skipping = [], False
+    for line in lines:
+        if line.strip().startswith("["):
+            skipping = line.strip() == "[recruitment]"
+        if not skipping:
+            out.append(line)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(out))
 
 
 class Whp:
@@ -215,6 +286,7 @@ class Whp:
         self.tmp = tmp
         self.env = dict(os.environ)
         shutil.copytree(os.path.join(REPO, "district-config"), os.path.join(tmp, "C"))
+        open_recruitment(os.path.join(tmp, "C"))
         if edit_config:
             edit_config(os.path.join(tmp, "C"))
         self.seed = os.path.join(tmp, "D", "keys", "seed.hex")
@@ -245,12 +317,20 @@ def session_bytes():
         return f.read()
 
 
+def session_by_date():
+    return by_date(session_bytes().split(b"\n")[:-1] if session_bytes().endswith(b"\n")
+                   else session_bytes().split(b"\n"))
+
+
 class BundleCase(unittest.TestCase):
     tmp = None
     setup_error = None
 
     @classmethod
     def make(cls, sessions, edit_config=None):
+        if WHP_BIN is None:
+            cls.setup_error = None
+            return None
         cls.setup_error = whp_missing_message()
         if cls.setup_error:
             return None
@@ -271,6 +351,8 @@ class BundleCase(unittest.TestCase):
             shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def setUp(self):
+        if WHP_BIN is None:
+            self.skipTest(SKIP_MESSAGE)
         if self.setup_error:
             self.fail(self.setup_error)
 
@@ -317,7 +399,7 @@ class EndToEnd(BundleCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.make([("2019-01-01T00:00:00Z", session_bytes())])
+        cls.make(session_by_date())
 
     # untampered ----------------------------------------------------------------
 
@@ -345,7 +427,10 @@ class EndToEnd(BundleCase):
         types = [e["type"] for e in evs]
         self.assertGreater(types.count("allocated"), 10)
         rules = {e["payload"]["rule"] for e in evs if e["type"] == "gatekeeper_decision"}
-        self.assertEqual(rules, {"lottery", "fifo", "manual"})
+        self.assertLessEqual({"lottery", "manual"}, rules)
+        with open(os.path.join(self.bundle, "district-config", "districts.toml"), "rb") as f:
+            fifo = any(d.get("gatekeeper_rule") == "fifo" for d in vb.load_toml(f.read()).get("district", []))
+        self.assertEqual("fifo" in rules, fifo)
         self.assertIn("PSC", {e["payload"]["arm"] for e in evs if e["type"] == "allocated"})
 
     def test_text_output_one_line_per_check(self):
@@ -470,26 +555,31 @@ class EndToEnd(BundleCase):
 
     def test_rereferral_inside_and_outside_locks(self):
         evs = self.events(self.bundle)
+        base = lock_base(evs, rules_of(evs))
         refs = {e["payload"]["referral_id"]: e["payload"] for e in evs if e["type"] == "referred"}
         rcg = next(e["payload"] for e in evs if e["type"] == "allocated" and e["payload"]["arm"] == "RCG")
         ns = next(e["payload"] for e in evs
                   if e["type"] == "gatekeeper_decision" and e["payload"]["decision"] == "not_selected")
-        ns_claimant = refs[ns["referral_id"]]["claimant"]
-        ns_from = vb.add_days(vb.parse_date(ns["gk_date"]), 42)
+        ns_ref = refs[ns["referral_id"]]
+        ns_from = vb.add_days(vb.parse_date(base[ns["referral_id"]]), 42)
+        rcg_from = vb.add_months(vb.parse_date(base[rcg["referral_id"]]), 24)
         last_at = evs[-1]["payload"]["recorded_at"]
 
-        def referred(rid, claimant, date, district="devon-cornwall"):
+        def referred(rid, claimant, date, district=None):
+            at = max(last_at, date + "T12:00:00Z")
             return {"seq": 0, "type": "referred", "hash": "",
-                    "payload": {"referral_id": rid, "claimant": claimant, "district": district,
-                                "group": "disability", "referral_date": date, "actor": "work_coach:WC0001",
-                                "recorded_at": last_at}}
+                    "payload": {"referral_id": rid, "claimant": claimant, "district": district or ns_ref["district"],
+                                "group": ns_ref["group"], "referral_date": date, "actor": "work_coach:WC0001",
+                                "recorded_at": at}}
 
+        inside_rcg = vb.add_days(rcg_from, -30).isoformat()
         cases = [
             # (new events, the seq that must fail or None)
-            ([referred("X-1", rcg["claimant"], "2018-06-01")], 0),                        # inside RCG's 24 months
-            ([referred("X-2", ns_claimant, (ns_from - vb.datetime.timedelta(days=1)).isoformat())], 0),
-            ([referred("X-3", ns_claimant, ns_from.isoformat())], None),                   # the from-date itself
-            ([referred("X-4", "ab" * 32, "2018-06-01"), referred("X-5", "ab" * 32, "2018-06-02")], 1),
+            ([referred("X-1", rcg["claimant"], inside_rcg)], 0),                          # inside RCG's 24 months
+            ([referred("X-2", ns_ref["claimant"], (ns_from - vb.datetime.timedelta(days=1)).isoformat())], 0),
+            ([referred("X-3", ns_ref["claimant"], ns_from.isoformat())], None),            # the from-date itself
+            ([referred("X-4", "ab" * 32, ns_from.isoformat()),
+              referred("X-5", "ab" * 32, ns_from.isoformat())], 1),                       # one still pending
         ]
         for extra, bad in cases:
             with self.subTest(rid=extra[-1]["payload"]["referral_id"]):
@@ -599,7 +689,7 @@ class VariantBase(BundleCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.make([("2019-01-01T00:00:00Z", session_bytes())], cls.edit)
+        cls.make(session_by_date(), cls.edit)
 
     def test_verifies_with_and_without_seed(self):
         if type(self) is VariantBase:
@@ -655,6 +745,9 @@ class LockBoundaries(BundleCase):
 
     @classmethod
     def setUpClass(cls):
+        cls.setup_error = None
+        if WHP_BIN is None:
+            return
         cls.setup_error = whp_missing_message()
         if cls.setup_error:
             return
@@ -668,9 +761,12 @@ class LockBoundaries(BundleCase):
     def _build(cls):
         w = Whp(cls.tmp)
         w.init()
-        w.serve("2019-01-01T00:00:00Z", session_bytes())
-        cls.bundle = w.audit_bundle("B1")
+        for now, requests in session_by_date():
+            w.serve(now, requests)
+        cls.bundle = w.audit_bundle("B1", now)
         cls.seed = w.seed
+        cfg = vb.load_config(os.path.join(cls.tmp, "C"))
+        L = cfg.locks
         # who is who in the first session
         ninos = {}
         for line in session_bytes().decode("utf-8").splitlines():
@@ -681,6 +777,7 @@ class LockBoundaries(BundleCase):
             if isinstance(r, dict) and r.get("op") == "refer" and "nino" in r.get("claimant", {}):
                 ninos.setdefault(r["referral_id"], r["claimant"]["nino"])
         evs = [json.loads(l) for l in read_lines(os.path.join(cls.bundle, "events.jsonl"))]
+        base = lock_base(evs, rules_of(evs))
         referred = {e["payload"]["referral_id"]: e["payload"] for e in evs if e["type"] == "referred"}
         by_claimant = {}
         for p in referred.values():
@@ -689,47 +786,66 @@ class LockBoundaries(BundleCase):
         for e in evs:
             p = e["payload"]
             if e["type"] == "gatekeeper_decision" and p["decision"] == "not_selected":
-                outcome[p["referral_id"]] = ("not_selected", p["gk_date"])
+                outcome[p["referral_id"]] = ("not_selected", base[p["referral_id"]])
             if e["type"] == "allocated":
-                outcome[p["referral_id"]] = (p["arm"], p["gk_date"])
+                outcome[p["referral_id"]] = (p["arm"], base[p["referral_id"]])
         picks = {}
-        for rid, (what, gk) in sorted(outcome.items()):
+        for rid, (what, b) in sorted(outcome.items()):
             p = referred[rid]
             if rid in ninos and len(by_claimant[p["claimant"]]) == 1 and what not in picks:
-                picks[what] = (rid, gk)
-        reqs, cls.expect_ok, cls.expect_refused = [], [], []
+                picks[what] = (rid, b)
+        reqs, cls.expect_ok, cls.expect_refused = [], [], []   # reqs: (date, line)
         n = 0
-        for what, (rid, gk) in sorted(picks.items()):
-            d = vb.parse_date(gk)
-            f = vb.add_days(d, 42) if what == "not_selected" else vb.add_months(d, 24)
+
+        def add(date, line, expect=None):
+            reqs.append((date, line))
+            if expect is not None:
+                (cls.expect_ok if expect[0] else cls.expect_refused).append(expect[1:])
+
+        for what, (rid, b) in sorted(picks.items()):
+            d = vb.parse_date(b)
+            f = (vb.add_days(d, L["not_selected_days"]) if what == "not_selected"
+                 else vb.add_months(d, L["rcg_months"] if what == "RCG" else L["allocated_months"]))
             p = referred[rid]
             for date, ok in ((vb.add_days(f, -1), False), (f, True)):
                 n += 1
-                reqs.append(request(n, "refer", "work_coach", referral_id="L-%d" % n,
-                                    claimant={"nino": ninos[rid]}, district=p["district"],
-                                    group=p["group"], referral_date=date.isoformat()))
-                (cls.expect_ok if ok else cls.expect_refused).append(("t-%d" % n, what, date.isoformat()))
-        # fresh claimants decided on 29 February 2020: their 24-month locks end on 28 February 2022
+                add(date.isoformat(), request(n, "refer", "work_coach", referral_id="L-%d" % n,
+                                              claimant={"nino": ninos[rid]}, district=p["district"],
+                                              group=p["group"], referral_date=date.isoformat()),
+                    (ok, "t-%d" % n, what, date.isoformat()))
+        # fresh claimants decided on 29 February 2020: a lock of k months from a 29 February
+        # ends on the 28th when the target month has no 29th (24 months: 28 February 2022)
+        district = "example-north" if "example-north" in cfg.districts else sorted(cfg.districts)[0]
+        months = {L["rcg_months"], L["allocated_months"]}
         fresh = ["AA1000%02dA" % k for k in range(1, 7)]
         for k, nino in enumerate(fresh):
             n += 1
-            reqs.append(request(n, "refer", "work_coach", referral_id="F-%d" % k, claimant={"nino": nino},
-                                district="example-north", group="disability", referral_date="2020-02-29"))
+            add("2020-02-29", request(n, "refer", "work_coach", referral_id="F-%d" % k, claimant={"nino": nino},
+                                      district=district, group="disability", referral_date="2020-02-29"))
         n += 1
-        reqs.append(request(n, "gatekeep", "gatekeeper", run_id="gk-2020-02-29-example-north",
-                            district="example-north", gk_date="2020-02-29", capacity=6))
-        for k, nino in enumerate(fresh):
-            for date, ok in (("2020-04-10", None), ("2022-02-27", False), ("2022-02-28", True)):
-                n += 1
-                reqs.append(request(n, "refer", "work_coach", referral_id="G-%d-%s" % (k, date),
-                                    claimant={"nino": nino}, district="example-north", group="disability",
-                                    referral_date=date))
-                if ok is not None:
-                    (cls.expect_ok if ok else cls.expect_refused).append(("t-%d" % n, "F-%d" % k, date))
+        add("2020-02-29", request(n, "gatekeep", "gatekeeper", run_id="gk-2020-02-29-fresh",
+                                  district=district, gk_date="2020-02-29", capacity=6))
+        cls.fresh_from = None
+        if len(months) == 1:
+            f = vb.add_months(vb.parse_date("2020-02-29"), months.pop())
+            cls.fresh_from = f.isoformat()
+            for k, nino in enumerate(fresh):
+                for date, ok in (("2020-04-10", None), (vb.add_days(f, -1).isoformat(), False),
+                                 (f.isoformat(), True)):
+                    n += 1
+                    add(date, request(n, "refer", "work_coach", referral_id="G-%d-%s" % (k, date),
+                                      claimant={"nino": nino}, district=district, group="disability",
+                                      referral_date=date),
+                        None if ok is None else (ok, "t-%d" % n, "F-%d" % k, date))
         cls.picks = picks
-        out = w.serve("2022-03-01T09:00:00Z", ("\n".join(reqs) + "\n").encode("utf-8"))
-        cls.responses = {r["id"]: r for r in out}
-        cls.bundle = w.audit_bundle("B", "2022-03-01T09:00:00Z")
+        # each request on its own date (WHP_NOW), in date order: nothing back-dated
+        cls.responses = {}
+        reqs.sort(key=lambda r: r[0])
+        for date in sorted({d for d, _ in reqs}):
+            lines = [l for d, l in reqs if d == date]
+            for r in w.serve(date + "T09:00:00Z", ("\n".join(lines) + "\n").encode("utf-8")):
+                cls.responses[r["id"]] = r
+        cls.bundle = w.audit_bundle("B", reqs[-1][0] + "T09:00:00Z")
 
     def test_picked_every_outcome(self):
         self.assertEqual(set(self.picks), {"not_selected", "WHP", "PSC", "RCG"})
@@ -746,14 +862,91 @@ class LockBoundaries(BundleCase):
 
     def test_moving_a_rereferral_one_day_earlier_fails_locks(self):
         evs = self.events(self.bundle)
+        if self.fresh_from is None:
+            self.skipTest("the config's rcg_months and allocated_months differ")
         target = next(e for e in evs if e["type"] == "referred" and e["payload"]["referral_id"].startswith("G-")
-                      and e["payload"]["referral_date"] == "2022-02-28")
-        target["payload"]["referral_date"] = "2022-02-27"
+                      and e["payload"]["referral_date"] == self.fresh_from)
+        target["payload"]["referral_date"] = vb.add_days(vb.parse_date(self.fresh_from), -1).isoformat()
         b = self.copy()
         dump_events(os.path.join(b, "events.jsonl"), rechain(evs))
         code, report = self.verify(b)
         self.assertEqual(code, 1)
         self.assertFailsAt(report, "locks", target["seq"])
+
+
+# ---------------------------------------------------------------------------
+# The rules-1 fixture: a store made by the previous release
+# ---------------------------------------------------------------------------
+
+FIXTURE = os.path.join(REPO, "Tests", "Fixtures", "rules1-demo")
+DEMO_SEED = os.path.join(REPO, "seeds", "whp-demo.seed.hex")
+
+
+class Rules1Fixture(unittest.TestCase):
+    """Tests/Fixtures/rules1-demo/whp.sqlite (read-only) as an audit bundle: a
+    rules 1 trial keeps verifying under revision 1 (RULES2 R0), fifo under hidden
+    included, and its tampered copies still fail."""
+
+    @classmethod
+    def setUpClass(cls):
+        import sqlite3
+        cls.tmp = tempfile.mkdtemp(prefix="rules1-")
+        cls.bundle = os.path.join(cls.tmp, "B")
+        os.makedirs(cls.bundle)
+        uri = "file:%s?mode=ro&immutable=1" % os.path.join(FIXTURE, "whp.sqlite")
+        con = sqlite3.connect(uri, uri=True)
+        try:
+            rows = con.execute("SELECT seq, type, payload, hash FROM events ORDER BY seq").fetchall()
+        finally:
+            con.close()
+        cls.events = [{"seq": seq, "type": t, "payload": json.loads(p), "hash": h} for seq, t, p, h in rows]
+        dump_events(os.path.join(cls.bundle, "events.jsonl"), cls.events)
+        shutil.copytree(os.path.join(FIXTURE, "district-config"), os.path.join(cls.bundle, "district-config"))
+        shutil.copy(os.path.join(FIXTURE, "seeds", "whp-demo.commitment.json"), cls.bundle)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def verify(self, *args):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            code = vb.main(list(args) + ["--json"])
+        return code, json.loads(out.getvalue())
+
+    def test_verifies_with_seed_and_checkpoint(self):
+        code, report = self.verify(self.bundle, "--seed", DEMO_SEED, "--checkpoint",
+                                   os.path.join(FIXTURE, "checkpoint.json"))
+        self.assertEqual([c for c in report["checks"] if not c["ok"]], [])
+        self.assertEqual(code, 0)
+        names = [c["name"] for c in report["checks"]]
+        self.assertNotIn("dates", names)
+        self.assertNotIn("config_rules", names)
+        self.assertNotIn("providers", names)
+        self.assertEqual(len(self.events), 197)
+        self.assertNotIn("rules", self.events[0]["payload"])
+
+    def test_tampered_copy_fails(self):
+        evs = copy.deepcopy(self.events)
+        alloc = [e for e in evs if e["type"] == "allocated"]
+        e = alloc[len(alloc) // 2]
+        e["payload"]["arm"] = "RCG" if e["payload"]["arm"] != "RCG" else "WHP"
+        b = os.path.join(tempfile.mkdtemp(dir=self.tmp), "B")
+        shutil.copytree(self.bundle, b)
+        dump_events(os.path.join(b, "events.jsonl"), rechain(evs))
+        code, report = self.verify(b)
+        self.assertEqual(code, 1)
+        c = next(c for c in report["checks"] if c["name"] == "draws")
+        self.assertEqual(c.get("first_bad_seq"), e["seq"], c)
+
+
+def load_tests(loader, standard_tests, pattern):
+    """Loaded by name (`python3 -m unittest tools/test_verify_bundle.py`, as CI does),
+    also run tools/test_rules2.py; under discover (pattern set) it is found on its own."""
+    if pattern is None:
+        import test_rules2
+        standard_tests.addTests(loader.loadTestsFromModule(test_rules2))
+    return standard_tests
 
 
 if __name__ == "__main__":
