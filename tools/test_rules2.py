@@ -1018,6 +1018,140 @@ class ConfigFiles(Case):
         self.assertIn("psc = false", self.check(report, "config_rules")["detail"])
 
 
+def random_honest_trial(rng, method, sbg, multipliers):
+    """A random scenario that the service could have written: fresh and returning
+    claimants (only once every lock of their person has ended), capacity and manual
+    runs, share changes, links of fresh identifiers, follow-ups in order."""
+    ws = lambda arms: {a: rng.randrange(1, 4) for a in arms}
+    ds = [bb.District("north", ws(("WHP", "RCG")), providers=[
+              {"id": "prov-%s" % c, "name": c, "arm": "WHP", "share": rng.randrange(0, 3) + (c == "a")}
+              for c in "abc"]),
+          bb.District("south", ws(("WHP", "PSC", "RCG")), psc=True, providers=[
+              {"id": "w-1", "name": "W1", "arm": "WHP", "share": rng.randrange(1, 4)},
+              {"id": "p-1", "name": "P1", "arm": "PSC", "share": rng.randrange(1, 3)},
+              {"id": "p-2", "name": "P2", "arm": "PSC", "share": rng.randrange(0, 3)}]),
+          bb.District("east", ws(("WHP", "RCG")), rule="lottery")]
+    t = bb.Trial(ds, method=method, stratify_by_group=sbg, multipliers=multipliers,
+                 recruitment={"opens": "2018-01-01", "max_backdate_days": 7})
+    t.init("2017-12-31T09:00:00Z")
+    day = datetime.date(2018, 1, 2)
+    people = {}         # identifier -> person key; person key -> [referral ids]
+    refs_of = {}
+    last_gk = {}
+    n = 0
+    steps = {}          # referral id -> [(step, date)]
+
+    def person(ident):
+        return people.get(ident, ident)
+
+    def can_refer(ident, date):
+        for rid in refs_of.get(person(ident), []):
+            r = t.refs[rid]
+            if r["state"] in ("awaiting", "selected"):
+                return False
+            if r["state"] == "cancelled":
+                continue
+            kind = "not_selected" if r["state"] == "not_selected" else r["arm"]
+            if date < bb.lock_from(r["decided_at"], kind):
+                return False
+        return True
+
+    for step in range(45):
+        day += datetime.timedelta(days=rng.randrange(1, 4))
+        clock = [0]
+
+        def at():
+            clock[0] += 1
+            return "%sT09:%02d:%02dZ" % (day, clock[0] // 60, clock[0] % 60)
+        for _ in range(rng.randrange(0, 5)):
+            n += 1
+            ident = ("REF:%012d" % n) if rng.random() < 0.3 else "NINO:AB%06dC" % n
+            if rng.random() < 0.3 and refs_of:
+                ident = rng.choice(sorted(refs_of))
+                aliases = sorted(a for a, c in people.items() if c == ident)
+                if aliases and rng.random() < 0.5:
+                    ident = rng.choice(aliases)      # the person by another identifier
+            date = max(day - datetime.timedelta(days=rng.randrange(0, 6)), datetime.date(2018, 1, 1)).isoformat()
+            if can_refer(ident, date):
+                rid = "R-%d" % n
+                t.refer(at(), rid, ident, rng.choice(["north", "south", "east"]),
+                        rng.choice(["disability", "early_access"]), date)
+                refs_of.setdefault(person(ident), []).append(rid)
+            if rng.random() < 0.05:
+                waiting = [r for r, v in t.refs.items() if v["state"] == "awaiting"]
+                if waiting:
+                    t.cancel(at(), rng.choice(sorted(waiting)))
+        unlinked = sorted(k for k in refs_of if k.startswith("REF:") and k not in people)
+        if rng.random() < 0.3 and unlinked:
+            # a referred reference number turns out to belong to a NINO nobody referred
+            n += 1
+            nino, ref = "NINO:AL%06dC" % n, rng.choice(unlinked)
+            t.link(at(), nino, ref)
+            people[ref] = nino
+            refs_of[nino] = refs_of.pop(ref)
+        for district in ("north", "south", "east"):
+            if rng.random() < 0.5:
+                continue
+            gk = max(last_gk.get(district, datetime.date(2018, 1, 1)), day - datetime.timedelta(days=rng.randrange(0, 4)))
+            pending = [r for r, v in t.refs.items() if v["state"] == "awaiting" and v["district"] == district
+                       and v["date"] <= gk.isoformat()]
+            if not pending:
+                continue
+            last_gk[district] = gk
+            if rng.random() < 0.2:
+                pick = rng.sample(sorted(pending), rng.randrange(1, len(pending) + 1))
+                t.gatekeep(at(), "run-%d-%s" % (step, district), district, gk.isoformat(),
+                           decisions={r: rng.choice(["selected", "not_selected"]) for r in pick})
+            else:
+                t.gatekeep(at(), "run-%d-%s" % (step, district), district, gk.isoformat(),
+                           capacity=rng.randrange(0, 6))
+        if rng.random() < 0.2:
+            district, arm = rng.choice([("north", "WHP"), ("south", "WHP"), ("south", "PSC")])
+            ids = [p["id"] for p in t.districts[district].providers if p["arm"] == arm]
+            shares = {i: rng.randrange(0, 4) for i in ids}
+            if any(shares.values()):
+                t.set_shares(at(), district, arm, (day + datetime.timedelta(days=rng.randrange(0, 4))).isoformat(),
+                             shares)
+        for rid in sorted(t.refs):
+            r = t.refs[rid]
+            if r["arm"] not in ("WHP", "PSC") or rng.random() < 0.7:
+                continue
+            done = steps.setdefault(rid, [])
+            names = [s_ for s_, _ in done]
+            floor = done[-1][1] if done else r["decided_at"]
+            if day.isoformat() < floor:
+                continue
+            if not done:
+                nxt, reason = "provider_referral", None
+            elif names[-1] == "provider_referral":
+                nxt = rng.choice(["started", "did_not_start"])
+                reason = "moved_away" if nxt == "did_not_start" else None
+            elif names[-1] == "started":
+                nxt, reason = "left", "health"
+            else:
+                continue
+            t.follow_up(at(), rid, nxt, day.isoformat(), reason)
+            done.append((nxt, day.isoformat()))
+    return t
+
+
+class RandomHonest(Case):
+    """Random honest scenarios pass: a guard against false failures of the deep checks."""
+
+    def test_random_honest_trials_pass(self):
+        rng = random.Random(2018)
+        for n in range(24):
+            method = ("permuted_block", "simple")[n % 2]
+            sbg = n % 4 >= 2
+            mult = rng.choice([(1,), (1, 2), (2, 3, 1), (4,)])
+            with self.subTest(n=n, method=method, sbg=sbg, multipliers=mult):
+                t = random_honest_trial(rng, method, sbg, mult)
+                types = [e["type"] for e in t.events]
+                self.assertGreater(types.count("allocated"), 5)
+                b = self.write(t)
+                self.assertAllOk(*self.verify(b, "--seed", t.seed_file))
+
+
 # ---------------------------------------------------------------------------
 # 4. hostile bundles: the verifier never raises
 # ---------------------------------------------------------------------------
