@@ -132,7 +132,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WHPPostgresTests",
-            dependencies: ["WHPTestSupport", "whp"]
+            dependencies: ["WHPPostgres", "WHPTestSupport", "whp"]
         ),
         .testTarget(
             name: "WHPCLITests",

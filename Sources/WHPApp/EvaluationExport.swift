@@ -43,16 +43,32 @@ public struct EvaluationExport {
             let writer = EvaluationRowWriter(config: config, evaluationKey: key, precision: precision, format: format)
             writer.header(into: &buffer)
             var rows = 0, removed = 0, seen = 0
-            try tx.forEachReferralFact { f in
+            // RULES2 R6/R11: one research id per person, the person's exported
+            // rows numbered 1, 2, … in referral order, and the file in research
+            // id order (then that number), so it cannot be lined up with the log.
+            let sorter = RowSorter(scratchDir: out + "/.sorting")
+            var person: Pseudonym?, rid: [UInt8] = [], number = 0
+            var row: [UInt8] = []
+            try tx.forEachReferralFact { fact in
                 seen += 1
+                var f = fact
                 if f.optedOut && f.status != .cancelled { removed += 1 }
-                if writer.append(f, to: &buffer) {
+                if f.claimant != person { person = f.claimant; rid = writer.researchID(of: f.claimant); number = 0 }
+                guard f.status != .cancelled, !f.optedOut else { return }
+                number += 1
+                f.claimantReferralNumber = number
+                row.removeAll(keepingCapacity: true)
+                if writer.append(f, researchID: rid, to: &row) {
                     rows += 1
-                    if buffer.count >= 1 << 20 { try file.write(buffer); buffer.removeAll(keepingCapacity: true) }
+                    try sorter.add(key: rid[...], row: row[...])
                 }
                 if progress && seen % 100_000 == 0 {
                     FileHandle.standardError.write(Data("\rwhp export: \(seen) referrals read, \(rows) rows".utf8))
                 }
+            }
+            try sorter.drain { r in
+                buffer.append(contentsOf: r)
+                if buffer.count >= 1 << 20 { try file.write(buffer); buffer.removeAll(keepingCapacity: true) }
             }
             try file.write(buffer)
             let dataHash = try file.finish()
@@ -69,8 +85,8 @@ public struct EvaluationExport {
             var manifestBytes = JSON.encode(.object(manifest))
             manifestBytes.append(0x0a)
             try writeDurably(out + "/manifest.json", manifestBytes)
-            try tx.append(.exportMade, ["manifest_sha256": Crypto.sha256(manifestBytes).hex, "rows": String(rows),
-                                        "removed_opted_out": String(removed), "recorded_at": tx.recordedAt(clock.now()).iso])
+            try tx.append(.exportMade(ExportMade(manifestSHA256: Crypto.sha256(manifestBytes), rows: rows, removedOptedOut: removed,
+                                                 recordedAt: tx.recordedAt(clock.now()))))
             return "exported \(rows) rows (\(removed) removed: opted out) to \(out)/\(dataName), with codebook.md and manifest.json; logged as event \(head.seq + 1)"
         }
     }

@@ -59,18 +59,18 @@ public enum Migration {
     }
 
     /// Recomputes one event's chain hash and refuses a log that does not chain.
-    public static func checked(_ e: StoredEvent, after previous: Bytes32?, expectedSeq: Int) throws -> (event: Event, hash: Bytes32) {
+    public static func checked(_ e: StoredEvent, after previous: Bytes32?, expectedSeq: Int) throws -> (event: TrialEvent, hash: Bytes32) {
         guard e.seq == expectedSeq else {
             throw AppFailure.failed("the source log jumps from seq \(expectedSeq - 1) to \(e.seq): run `whp verify` on it; nothing was copied")
         }
-        guard let payload = try? PayloadJSON.decode(e.payloadText) else {
+        guard let payload = try? PayloadJSON.decode(e.payloadText), let event = try? TrialEvent.decode(type: e.type, payload) else {
             throw AppFailure.failed("event \(e.seq) of the source has an unreadable payload: run `whp verify` on it; nothing was copied")
         }
-        let event = Event(seq: e.seq, type: e.type, payload: payload)
-        guard let start = previous ?? Chain.genesis(of: event) else {
+        let flat = Event(seq: e.seq, type: e.type, payload: payload)
+        guard let start = previous ?? Chain.genesis(of: flat) else {
             throw AppFailure.failed("the source log does not begin with trial_started; nothing was copied")
         }
-        let hash = Chain.next(previous: start, encoded: event.encoded)
+        let hash = Chain.next(previous: start, encoded: flat.encoded)
         guard hash.hex == e.hash else {
             throw AppFailure.failed("the source's chain breaks at seq \(e.seq): run `whp verify` on it; nothing was copied")
         }

@@ -12,16 +12,18 @@ import WHPStore
 public enum ServeSetup {
     /// `whp serve` on stdin/stdout until EOF.
     public static func serve(paths: TrialPaths, clock: any ServiceClock, logger: Logger) throws {
-        let server = try server(paths: paths, clock: clock, logger: logger, input: 0, output: 1)
+        let server = StdioServer(service: try service(paths: paths, clock: clock, logger: logger), logger: logger)
         do { try server.run() } catch { throw AppFailure.io("serve stopped: \(error)") }
     }
 
-    /// The start-up guards of PROTOCOL.md §1, then a server ready to run.
-    public static func server(paths common: TrialPaths, clock: any ServiceClock, logger: Logger, input: Int32, output: Int32) throws -> Server {
+    /// The start-up guards of PROTOCOL.md §1, then the service ready to answer.
+    /// `backend` replaces the store the paths name (the in-process test door's seam).
+    public static func service(paths common: TrialPaths, clock: any ServiceClock, logger: Logger,
+                               backend: (any StoreBackend)? = nil) throws -> Service {
         let loaded = try loadConfig(common.config)
         let config = loaded.config, configHash = loaded.hash
         let store: Store
-        do { store = try Store.open(backend: common.store.backend()) } catch { throw AppFailure.failed("\(error)") }
+        do { store = try Store.open(backend: backend ?? common.store.backend(), logger: logger) } catch { throw AppFailure.failed("\(error)") }
         guard let trial = try store.read({ try $0.trial() }) else { throw AppFailure.failed("the store has no trial record") }
         guard trial.configHash == configHash.hex else {
             throw AppFailure.failed("district-config hashes to \(configHash.hex) but the trial was started with \(trial.configHash); the config of a running trial never changes (restore it, or point --config at the trial's folder)")
@@ -32,9 +34,9 @@ public enum ServeSetup {
         guard Derivation.commitment(trialID: trial.trialID, seed: keys.seed).hex == trial.commitment else {
             throw AppFailure.failed("\(common.seedPath) is not the seed this trial committed to")
         }
-        let engine = Engine(config: config, configHash: configHash, keys: keys)
+        let engine = Engine(config: config, configHash: configHash, keys: keys, rules: trial.rules)
         logger.info("serving trial \(trial.trialID) (\(config.frontlineRCG.rawValue) RCG policy)")
         logger.info("store: \(common.store)")
-        return Server(engine: engine, store: store, clock: clock, logger: logger, input: input, output: output)
+        return Service(engine: engine, store: store, clock: clock, logger: logger)
     }
 }

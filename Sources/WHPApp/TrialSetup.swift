@@ -57,7 +57,10 @@ public enum TrialSetup {
         let store: Store
         do { store = try Store.create(backend: backend ?? location.backend(create: true)) } catch { throw AppFailure.io("cannot create the store at \(location): \(error)") }
         let head = try store.write { tx in
-            try tx.append(.trialStarted, config.trialStartedPayload(commitment: commitment, configHash: configHash, recordedAt: now))
+            try tx.append(.trialStarted(TrialStarted(
+                trialID: config.trialID, commitment: commitment, configHash: configHash, method: config.method,
+                blockMultipliers: config.blockMultipliers, stratifyByGroup: config.stratifyByGroup, frontlineRCG: config.frontlineRCG,
+                rules: .one, pseudonymKeyCheck: nil, evaluationKeyCheck: nil, recordedAt: now)))
             return tx.head!
         }
         return """

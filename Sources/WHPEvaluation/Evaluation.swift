@@ -183,9 +183,24 @@ public final class EvaluationRowWriter {
         if format == .csv { EvaluationRow.csvHeader(into: &out) }
     }
 
+    /// The 64 hex digits of a person's research id (ALLOCATION.md §5).
+    public func researchID(of person: Pseudonym) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        researchIDs.appendHex(pseudonymHex: person.hex, to: &out)
+        return out
+    }
+
     /// Appends the row of `f`; false (nothing written) when `Evaluation.row` leaves it out.
     @discardableResult
     public func append(_ f: ReferralFacts, to out: inout [UInt8]) -> Bool {
+        append(f, researchID: researchID(of: f.claimant), to: &out)
+    }
+
+    /// The same, with the person's research id already computed (the export
+    /// computes it once per person, as its sort key).
+    @discardableResult
+    public func append(_ f: ReferralFacts, researchID rid: [UInt8], to out: inout [UInt8]) -> Bool {
         if f.status == .cancelled || f.optedOut { return false }
         let outcome: StaticString
         var arm: StaticString = ""
@@ -200,7 +215,7 @@ public final class EvaluationRowWriter {
         let rule = f.status == .awaitingGatekeeper ? "" : (f.rule ?? "")  // a pending referral has no rule yet
         let flag = f.flag ?? ""
         if format == .csv {
-            researchIDs.appendHex(pseudonymHex: f.claimant.hex, to: &out)
+            out.append(contentsOf: rid)
             out.append(0x2c); CSV.field(f.district, into: &out)
             out.append(0x2c); CSV.field(f.group, into: &out)
             out.append(0x2c)
@@ -215,7 +230,7 @@ public final class EvaluationRowWriter {
             out.append(0x0d); out.append(0x0a)
         } else {
             appendStatic("{\"research_id\":\"", to: &out)
-            researchIDs.appendHex(pseudonymHex: f.claimant.hex, to: &out)
+            out.append(contentsOf: rid)
             appendStatic("\",\"district\":", to: &out); jsonString(f.district, to: &out)
             appendStatic(",\"group\":", to: &out); jsonString(f.group, to: &out)
             appendStatic(",\"stratum\":", to: &out)

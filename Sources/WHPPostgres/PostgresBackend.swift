@@ -37,13 +37,14 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
     /// How many times a write that lost a race the server detected runs again.
     public var retries = 8
 
-    /// Test hook (`WHP_TEST_SKIP_CHAIN_LOCK=1`): writers do not take the chain
-    /// lock, so concurrent instances really race for the next seq and the
-    /// retry path runs. Never set in service: the lock is what keeps a
-    /// claimant's history from changing between its check and its referral.
-    let takesChainLock = ProcessInfo.processInfo.environment["WHP_TEST_SKIP_CHAIN_LOCK"] != "1"
+    /// Whether writers take the chain lock. Always in service: the lock is
+    /// what keeps a person's history from changing between its check and its
+    /// referral. A test can turn it off through `connect(url:logger:writersLock:)`,
+    /// so concurrent writers really race for the next seq and the retry path runs.
+    let takesChainLock: Bool
 
-    init(location: String, configuration: PostgresConnection.Configuration, logger: Logger) {
+    init(location: String, configuration: PostgresConnection.Configuration, logger: Logger, takesChainLock: Bool) {
+        self.takesChainLock = takesChainLock
         self.location = location
         self.configuration = configuration
         self.logger = logger
@@ -57,6 +58,11 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
     /// Connects to `postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require]`.
     /// The password may instead come from `PGPASSWORD`; it is never printed.
     public static func connect(url: String, logger: Logger) throws -> PostgresBackend {
+        try connect(url: url, logger: logger, writersLock: true)
+    }
+
+    /// `writersLock: false` is the seam for the test of the retry path only.
+    public static func connect(url: String, logger: Logger, writersLock: Bool) throws -> PostgresBackend {
         let target = try PostgresURL(url)
         var tls: PostgresConnection.Configuration.TLS = .disable
         if target.sslmode != "disable" {
@@ -70,7 +76,7 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
                                                  password: target.password ?? ProcessInfo.processInfo.environment["PGPASSWORD"],
                                                  database: target.database, tls: tls)
         c.options.connectTimeout = .seconds(10)
-        let backend = PostgresBackend(location: target.printable, configuration: c, logger: logger)
+        let backend = PostgresBackend(location: target.printable, configuration: c, logger: logger, takesChainLock: writersLock)
         _ = try backend.connected()
         return backend
     }
@@ -125,34 +131,7 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
         }
     }
 
-    /// The extended protocol takes one statement at a time: the script is
-    /// split on `;` outside quotes and `$$` bodies and run in one transaction.
-    public func executeScript(_ sql: String) throws {
-        let statements = Self.split(sql)
-        try transaction(.write, retry: false) { s in
-            for statement in statements { try s.exec(statement, []) }
-        }
-    }
-
-    static func split(_ script: String) -> [String] {
-        var out: [String] = [], current = ""
-        var quoted = false, dollar = false
-        var chars = Array(script)[...]
-        while let c = chars.popFirst() {
-            if c == "$", !quoted, chars.first == "$" {
-                current.append("$$"); chars.removeFirst(); dollar.toggle(); continue
-            }
-            if c == "'", !dollar { quoted.toggle() }
-            if c == ";", !quoted, !dollar {
-                if !current.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { out.append(current) }
-                current = ""
-            } else {
-                current.append(c)
-            }
-        }
-        if !current.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { out.append(current) }
-        return out
-    }
+    public func openForUpgrade() throws -> any StoreBackend { self }
 
     /// `?` placeholders become `$1…$n` (outside quoted literals), once per statement text.
     func numbered(_ sql: String) -> String {

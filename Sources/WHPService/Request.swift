@@ -48,7 +48,6 @@ public enum GatekeeperSelectionInput: Sendable, Equatable {
 
 public enum Audience: String, Sendable { case workCoach = "work_coach", claimant }
 public enum OutcomeTarget: Sendable, Equatable { case referral(String), claimant(ClaimantID) }
-public enum FlagReason: String, Sendable { case ineligible, duplicate, wrongGroup = "wrong_group", other }
 
 /// A request whose envelope and fields are valid: everything the op needs,
 /// typed. What remains to check needs the store.

@@ -127,63 +127,28 @@ public enum ResponseWriter {
     }
 }
 
-/// `whp serve`: reads requests from a file descriptor, answers each on
-/// another, committing every group of pipelined requests in one transaction
-/// and answering only after the commit (PROTOCOL.md §1).
-public final class Server {
-    let engine: Engine
+/// The service behind every door: it answers one group of request lines,
+/// committing every event of the group in one transaction and returning the
+/// answers only after the commit (PROTOCOL.md §1). The stdio loop feeds it
+/// from a pipe; tests drive it in-process, with a clock of their own.
+public final class Service: @unchecked Sendable {
+    public let engine: Engine
     let decoder: RequestDecoder
-    let store: Store
-    let clock: any ServiceClock
+    public let store: Store
+    public let clock: any ServiceClock
     let logger: Logger
-    let input: Int32
-    let output: Int32
-    /// Most requests committed together; bounds a group's memory and latency.
-    /// 16,384 pipelined `refer`s commit in about a fifth of a second and keep
-    /// the process near 85 MiB; larger groups gain little and cost memory.
-    public var maxGroup = 16384
 
-    public init(engine: Engine, store: Store, clock: any ServiceClock, logger: Logger, input: Int32 = 0, output: Int32 = 1) {
+    public init(engine: Engine, store: Store, clock: any ServiceClock, logger: Logger) {
         self.engine = engine
         self.decoder = RequestDecoder(config: engine.config)
         self.store = store
         self.clock = clock
         self.logger = logger
-        self.input = input
-        self.output = output
     }
 
-    /// Serves until EOF. Returns normally at EOF; throws only if the output is gone.
-    public func run() throws {
-        var framer = LineFramer()
-        var chunk = [UInt8](repeating: 0, count: 4 << 20)  // about 19,000 refer lines: one read fills a group
-        var served = 0
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                logger.error("cannot read requests: \(String(cString: strerror(errno)))")
-                throw StoreError("input error")
-            }
-            let eof = n == 0
-            if n > 0 { chunk.withUnsafeBytes { framer.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
-            let items = framer.drain(atEOF: eof)
-            var offset = 0
-            while offset < items.count {
-                let group = items[offset..<min(offset + maxGroup, items.count)]
-                try answer(Array(group))
-                offset += group.count
-            }
-            served += items.count
-            framer.compact()
-            if eof { break }
-        }
-        logger.info("end of input after \(served) requests")
-    }
-
-    /// Decodes, executes and commits one group, then writes its answers.
-    func answer(_ items: [LineFramer.Item]) throws {
-        guard !items.isEmpty else { return }
+    /// Decodes, executes and commits one group; returns its response lines.
+    public func respond(to items: [LineFramer.Item]) -> [UInt8] {
+        guard !items.isEmpty else { return [] }
         let now = clock.now()
         let today = now.date
         var decoded: [Result<Request, RejectedRequest>] = []
@@ -221,7 +186,64 @@ public final class Server {
         } else {
             writeAnswers(failedCommit)  // every request was rejected: no request reaches `answer`
         }
-        try writeAll(w.bytes)
+        return w.bytes
+    }
+
+    /// Answers request lines given as text, one group: the in-process door's convenience.
+    public func respond(lines: [String]) -> [String] {
+        var framer = LineFramer()
+        framer.append(Array((lines.joined(separator: "\n") + "\n").utf8))
+        let out = respond(to: framer.drain(atEOF: true))
+        return String(decoding: out, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
+    }
+}
+
+/// `whp serve`: reads requests from a file descriptor, answers each on
+/// another, committing every group of pipelined requests in one transaction
+/// and answering only after the commit (PROTOCOL.md §1).
+public final class StdioServer {
+    let service: Service
+    let logger: Logger
+    let input: Int32
+    let output: Int32
+    /// Most requests committed together; bounds a group's memory and latency.
+    /// 16,384 pipelined `refer`s commit in about a fifth of a second and keep
+    /// the process near 85 MiB; larger groups gain little and cost memory.
+    public var maxGroup = 16384
+
+    public init(service: Service, logger: Logger, input: Int32 = 0, output: Int32 = 1) {
+        self.service = service
+        self.logger = logger
+        self.input = input
+        self.output = output
+    }
+
+    /// Serves until EOF. Returns normally at EOF; throws only if the output is gone.
+    public func run() throws {
+        var framer = LineFramer()
+        var chunk = [UInt8](repeating: 0, count: 4 << 20)  // about 19,000 refer lines: one read fills a group
+        var served = 0
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                logger.error("cannot read requests: \(String(cString: strerror(errno)))")
+                throw StoreError("input error")
+            }
+            let eof = n == 0
+            if n > 0 { chunk.withUnsafeBytes { framer.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
+            let items = framer.drain(atEOF: eof)
+            var offset = 0
+            while offset < items.count {
+                let group = items[offset..<min(offset + maxGroup, items.count)]
+                try writeAll(service.respond(to: Array(group)))
+                offset += group.count
+            }
+            served += items.count
+            framer.compact()
+            if eof { break }
+        }
+        logger.info("end of input after \(served) requests")
     }
 
     private func writeAll(_ bytes: [UInt8]) throws {

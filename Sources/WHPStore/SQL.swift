@@ -62,14 +62,14 @@ public protocol StoreBackend: AnyObject, Sendable {
     /// failure, deadlock) is rolled back and `body` runs again on fresh state; a
     /// body with effects outside the transaction must not ask for it.
     func transaction<T>(_ kind: TransactionKind, retry: Bool, _ body: (any SQLSession) throws -> T) throws -> T
-    /// Runs raw SQL, several statements allowed, outside the service's paths:
-    /// for tests that tamper with a store the way an insider would.
-    func executeScript(_ sql: String) throws
+    /// The same store opened for writing, to upgrade its derived tables
+    /// (`Store.open`): itself when it already writes.
+    func openForUpgrade() throws -> any StoreBackend
 }
 
 extension SQLSession {
     /// The first row's values, or nil when the query returns none.
-    func first<T>(_ sql: String, _ args: [SQLValue] = [], _ read: (any SQLRow) throws -> T) throws -> T? {
+    public func first<T>(_ sql: String, _ args: [SQLValue] = [], _ read: (any SQLRow) throws -> T) throws -> T? {
         var out: T?
         try query(sql, args) { r in if out == nil { out = try read(r) } }
         return out

@@ -14,9 +14,12 @@ public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
     public var location: String { path }
     public var dialect: SQLDialect { .sqlite }
 
-    init(queue: DatabaseQueue, path: String) {
+    let readonly: Bool
+
+    init(queue: DatabaseQueue, path: String, readonly: Bool = false) {
         self.queue = queue
         self.path = path
+        self.readonly = readonly
     }
 
     /// The cached statements go before the connection they were prepared on.
@@ -49,7 +52,8 @@ public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
         guard create || FileManager.default.fileExists(atPath: path) else {
             throw StoreError("no store at \(path): run `whp init` first (or pass --data DIR or --store)")
         }
-        return SQLiteBackend(queue: try DatabaseQueue(path: path, configuration: configuration(readonly: readonly)), path: path)
+        return SQLiteBackend(queue: try DatabaseQueue(path: path, configuration: configuration(readonly: readonly)), path: path,
+                             readonly: readonly)
     }
 
     /// A throw-away database in memory, for `verify`'s rebuild.
@@ -82,8 +86,8 @@ public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
         }
     }
 
-    public func executeScript(_ sql: String) throws {
-        try queue.writeWithoutTransaction { db in try db.execute(sql: sql) }
+    public func openForUpgrade() throws -> any StoreBackend {
+        readonly ? try SQLiteBackend.open(path: path) : self
     }
 }
 

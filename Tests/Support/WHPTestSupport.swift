@@ -363,3 +363,38 @@ public func readLog(_ t: TrialFolder) throws -> [LogEvent] {
     }
     return out
 }
+
+extension TrialFolder {
+    /// The public keys of the rules 1 fixture (`Tests/Fixtures/rules1-demo/README.md`).
+    public static let fixtureKeys = (
+        seed: "0b30557a9fc4e90e33587da2c7ec11365b80a5caef14395e83a8cdf2173c6186",
+        pseudonym: String(repeating: "a0", count: 32),
+        evaluation: String(repeating: "e0", count: 32))
+
+    /// A copy of the trial the previous release made (`Tests/Fixtures/rules1-demo`):
+    /// its config, commitment file and store, with its public keys written
+    /// into `data/keys` (mode 0600). On PostgreSQL the store is migrated there.
+    public static func rules1Fixture() throws -> TrialFolder {
+        let fixture = WHPBinary.repoRoot.appendingPathComponent("Tests/Fixtures/rules1-demo")
+        let t = try TrialFolder(trialTOML: try String(contentsOf: fixture.appendingPathComponent("district-config/trial.toml"), encoding: .utf8),
+                                districtsTOML: try String(contentsOf: fixture.appendingPathComponent("district-config/districts.toml"), encoding: .utf8))
+        let fm = FileManager.default
+        try fm.createDirectory(at: t.data.appendingPathComponent("keys"), withIntermediateDirectories: true,
+                               attributes: [.posixPermissions: 0o700])
+        for (name, hex) in [("seed.hex", fixtureKeys.seed), ("pseudonym.key", fixtureKeys.pseudonym), ("evaluation.key", fixtureKeys.evaluation)] {
+            let url = t.data.appendingPathComponent("keys/" + name)
+            try (hex + "\n").write(to: url, atomically: false, encoding: .utf8)
+            try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: url.path)
+        }
+        try fm.copyItem(at: fixture.appendingPathComponent("seeds"), to: t.seeds)
+        if let pg = t.postgresURL {
+            let sqlite = t.root.appendingPathComponent("fixture.sqlite")
+            try fm.copyItem(at: fixture.appendingPathComponent("whp.sqlite"), to: sqlite)
+            let r = try runWHP(["migrate-store", "--from", sqlite.path, "--to", pg])
+            guard r.status == 0 else { throw TestSetupError("cannot migrate the rules 1 fixture to PostgreSQL: \(r.stderr)") }
+        } else {
+            try fm.copyItem(at: fixture.appendingPathComponent("whp.sqlite"), to: t.store)
+        }
+        return t
+    }
+}

@@ -106,10 +106,10 @@ struct TrialLogGenerator {
                         payloads.append(("flagged_in_error", ["referral_id": refs[k].id, "reason": "duplicate", "actor": "gatekeeper:GK", "recorded_at": at()]))
                     }
                 case 1:
-                    payloads.append(("opted_out", ["claimant": claimants[rng.below(claimants.count)], "actor": "work_coach:WC2", "recorded_at": at()]))
+                    payloads.append(("opted_out", ["claimant": claimants[rng.below(claimants.count)], "date": "2017-11-20", "actor": "evaluation_admin:EV2", "recorded_at": at()]))
                 case 2:
                     if let k = refs.indices.randomElement(using: &rng) {
-                        payloads.append(("disclosed", ["referral_id": refs[k].id, "actor": "auditor:A", "recorded_at": at()]))
+                        payloads.append(("disclosed", ["referral_id": refs[k].id, "reason": "asked", "actor": "work_coach:WC3", "recorded_at": at()]))
                     }
                 default:
                     payloads.append(("export_made", ["manifest_sha256": Crypto.sha256([UInt8(rng.below(256))]).hex, "rows": "3",
@@ -155,7 +155,7 @@ extension TestRNG: RandomNumberGenerator {}
 
     static func fast(_ g: TrialLogGenerator, _ log: [StoredEvent], seed: Bool, file: Bool, text: Bool) -> Outcome {
         var v = AuditVerifier(config: g.config, configHash: g.configHash, seed: seed ? g.seed : nil,
-                              commitmentFile: file ? (g.config.trialID, Derivation.commitment(trialID: g.config.trialID, seed: g.seed).hex, g.configHash.hex) : nil)
+                              commitmentFile: file ? PublishedCommitment(trialID: g.config.trialID, commitment: Derivation.commitment(trialID: g.config.trialID, seed: g.seed).hex, configHash: g.configHash.hex) : nil)
         for e in log {
             if text {
                 v.consume(seq: e.seq, type: e.type, payloadText: e.payloadText, storedHash: e.hash)
@@ -278,7 +278,24 @@ extension TestRNG: RandomNumberGenerator {}
         return String(decoding: u, as: UTF8.self)
     }
 
-    @Test func hostileEditsAreJudgedExactlyAsBefore() {
+    /// RULES2 R10 made the verifier stricter than the reference (every value
+    /// is typed before it is used: a `disclosed` without its reason, a decimal
+    /// with a sign, a date outside 1900–2999 now fail). So on hostile logs the
+    /// two paths of the verifier must agree exactly, and the verifier must
+    /// never pass a log the reference fails, nor pass a check it fails.
+    static func neverMoreLenient(_ g: TrialLogGenerator, _ log: [StoredEvent], _ what: String) {
+        for seed in [true, false] {
+            let file = seed
+            let ref = reference(g, log, seed: seed, file: file)
+            let text = fast(g, log, seed: seed, file: file, text: true)
+            #expect(text == fast(g, log, seed: seed, file: file, text: false), "text and dict paths, \(what), seed \(seed)")
+            let failedBefore = Set(ref.checks.filter { !$0.ok }.map(\.name))
+            let failedNow = Set(text.checks.filter { !$0.ok }.map(\.name))
+            #expect(failedBefore.isEmpty || !failedNow.isEmpty, "\(what): the reference fails \(failedBefore), now nothing fails")
+        }
+    }
+
+    @Test func hostileEditsAreNeverJudgedMoreLenientlyThanBefore() {
         var rng = TestRNG(12)
         for (gi, g) in Self.generators.enumerated() {
             let base = g.log(&rng, referrals: 30)
@@ -295,11 +312,11 @@ extension TestRNG: RandomNumberGenerator {}
                     default: log[k].payloadText = Self.mutate(log[k].payloadText, &rng, others: log)
                     }
                 }
-                Self.agree(g, log, "generator \(gi) round \(round), edits kept")
+                Self.neverMoreLenient(g, log, "generator \(gi) round \(round), edits kept")
                 // The same edits with the chain re-computed, so the rules behind the chain are what catch them.
                 let rechained = TrialLogGenerator.chain(log.map { ($0.seq, $0.type, $0.payloadText) }, trialID: g.config.trialID,
                                                         commitment: Derivation.commitment(trialID: g.config.trialID, seed: g.seed))
-                Self.agree(g, rechained, "generator \(gi) round \(round), re-chained")
+                Self.neverMoreLenient(g, rechained, "generator \(gi) round \(round), re-chained")
             }
         }
     }

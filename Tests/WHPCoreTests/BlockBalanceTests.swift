@@ -130,8 +130,8 @@ struct BlockBalanceTests {
         for k in [1, 4, 10, 25] {
             let last = draws[k - 1]
             let block = try #require(last.block), size = try #require(last.blockSize), pos = try #require(last.position)
-            var dealt: [Arm: Int] = [:]
-            for d in draws[(k - 1 - pos)..<k] { dealt[d.arm, default: 0] += 1 }
+            var dealt = ArmCounts()
+            for d in draws[(k - 1 - pos)..<k] { dealt[d.arm] += 1 }
             let state = StratumState(nextIndex: k, block: block, blockStart: k - 1 - pos, blockSize: size, dealt: dealt)
             let (next, _) = Allocator.next(state: state, seed: seed, trialID: trialID, stratum: "devon-cornwall",
                                            weights: w, method: .permutedBlock, multipliers: [1, 2])

@@ -79,7 +79,6 @@ struct JSONValidTests {
         #expect(try JSON.parse(line[2..<11]) == expected)
         #expect(try JSON.parse(Array(line[2..<11])) == expected)
         #expect(try JSON.parse(#"{"a":[1]}"#) == expected)
-        #expect(try JSON.parse(bytes: line[2..<11]) == expected)
         let viaRaw = try line.withUnsafeBytes { raw in
             try JSON.parse(UnsafeRawBufferPointer(rebasing: raw[2..<11]))
         }
@@ -338,7 +337,8 @@ struct JSONWriterTests {
         w.endArray()
         w.key("b\"")
         w.string("x")
-        w.field("n", 12)
+        w.key("n")
+        w.int(12)
         w.key("v")
         w.value(["k": [1, "two", .null]])
         w.endObject()
@@ -351,7 +351,8 @@ struct JSONWriterTests {
     @Test func newlineStartsANewRecord() throws {
         var w = JSONWriter()
         w.beginObject()
-        w.field("a", 1)
+        w.key("a")
+        w.int(1)
         w.endObject()
         w.newline()
         w.beginArray()
@@ -389,9 +390,8 @@ struct JSONWriterTests {
 
         let map = ["b": "1", "ab": "2", "a": "3", "Z": "4", "é": "5", "z": "6"]
         #expect(
-            text(JSON.encodeFlatStringMap(map))
+            PayloadJSON.encode(map)
                 == #"{"Z":"4","a":"3","ab":"2","b":"1","z":"6","é":"5"}"#)
-        #expect(text(JSON.encodeFlatStringMap([("b", "1"), ("a", "2")])) == #"{"a":"2","b":"1"}"#)
     }
 
     @Test func sortKeysIsRecursive() throws {
@@ -403,7 +403,7 @@ struct JSONWriterTests {
         let m = try JSON.parseFlatStringMap(utf8(#" {"a":"1", "b\u00e9":"x\ny"} "#))
         #expect(m == ["a": "1", "bé": "x\ny"])
         #expect(try JSON.parseFlatStringMap(utf8("{}")) == [:])
-        #expect(try JSON.parseFlatStringMap(JSON.encodeFlatStringMap(m)) == m)
+        #expect(try JSON.parseFlatStringMap(Array(PayloadJSON.encode(m).utf8)) == m)
         for bad in [
             #"{"a":1}"#, #"{"a":"1","a":"2"}"#, "[]", #"{"a":{}}"#, #"{"a":"1",}"#, #"{"a":"1"}x"#, "",
             #"{"a":null}"#, #"{"é":"1","e\u0301":"2"}"#,

@@ -102,3 +102,10 @@ func weights(_ table: [String: Int]) -> Weights {
 func date(_ iso: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> CivilDate {
     try #require(CivilDate(iso), "\(iso) should be a valid date", sourceLocation: sourceLocation)
 }
+
+extension TrialConfig {
+    /// The stored map of a rules 1 `trial_started` (what the vectors' chain holds).
+    func trialStartedPayload(commitment: Bytes32, configHash: Bytes32, recordedAt: Instant) -> [String: String] {
+        TrialEvent.trialStarted(trialStarted(commitment: commitment, configHash: configHash, rules: .one, recordedAt: recordedAt)).payload
+    }
+}

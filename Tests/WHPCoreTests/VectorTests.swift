@@ -44,7 +44,7 @@ struct VectorTests {
     @Test("§3 uniform(seed, n)", arguments: try Fixture.vectors().uniform)
     func uniform(_ v: Vectors.UniformVector) throws {
         let seed = try Fixture.key(v.seed)
-        let x = Uniform.draw(seed, v.n)
+        let x = try #require(Uniform.draw(seed, v.n))
         #expect(x == v.value)
         #expect(x < v.n)
     }
@@ -86,15 +86,15 @@ struct VectorTests {
           arguments: try Fixture.vectors().sequences.filter { $0.method == "permuted_block" })
     func sequenceVerifiableWithoutSeed(_ v: Vectors.SequenceVector) throws {
         let w = weights(v.weights)
-        var dealt: [Arm: Int] = [:]
+        var dealt = ArmCounts()
         var currentBlock = -1
         for a in v.allocations {
             let block = try #require(a.block), size = try #require(a.block_size), position = try #require(a.position)
-            if block != currentBlock { dealt = [:]; currentBlock = block }
+            if block != currentBlock { dealt = ArmCounts(); currentBlock = block }
             let seed = try Fixture.key(a.alloc_seed)
             let arm = Allocator.permutedBlockArm(allocSeed: seed, weights: w, blockSize: size, position: position, dealt: dealt)
             #expect(arm?.rawValue == a.arm, "index \(a.index)")
-            if let arm { dealt[arm, default: 0] += 1 }
+            if let arm { dealt[arm] += 1 }
         }
     }
 
@@ -260,7 +260,7 @@ struct UniformRejectionTests {
             rec.record(j)
             return j == 0 ? UInt64.max : Uniform.hmacWords(s, j)
         }
-        let x = Uniform.draw(seed, 3, words: words)
+        let x = try #require(Uniform.draw(seed, 3, words: words))
         #expect(x == Uniform.hmacWords(seed, 1) % 3)
         #expect(rec.requested == [0, 1])
     }
@@ -292,7 +292,8 @@ struct UniformRejectionTests {
         #expect(acceptRec.requested == [0])
         if r > 0 {
             let rejectRec = Recorder()
-            let x = Uniform.draw(seed, n, words: { _, j in rejectRec.record(j); return j == 0 ? top + 1 : 42 })
+            let drawn = Uniform.draw(seed, n, words: { _, j in rejectRec.record(j); return j == 0 ? top + 1 : 42 })
+            let x = try #require(drawn)
             #expect(x == 42 % n)
             #expect(rejectRec.requested == [0, 1])
         }

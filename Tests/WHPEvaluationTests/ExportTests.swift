@@ -74,10 +74,13 @@ struct ExportTests {
         let rows = Self.csvRows(csv)
         #expect(rows[0] == EvaluationRow.columns)
         let body = Array(rows.dropFirst())
-        // 90 referred − 1 cancelled − opted out = 87 rows, in referral order.
-        let expectedIDs = (0..<90).map { "R-\($0)" }.filter { !["R-0", "R-4", "R-7"].contains($0) }
-        #expect(body.count == expectedIDs.count)
-        #expect(body.map { $0[0] } == expectedIDs.map { researchID(ninoOf[$0]!) }, "research ids per ALLOCATION.md §5, in referred order")
+        // 90 referred − 1 cancelled − opted out = 87 rows, in
+        // research id order (RULES2 R11), never in referral order.
+        let referralOf = Dictionary(uniqueKeysWithValues: (0..<90).map { "R-\($0)" }.filter { !["R-0", "R-4", "R-7"].contains($0) }
+            .map { (researchID(ninoOf[$0]!), $0) })
+        let expectedIDs = body.compactMap { referralOf[$0[0]] }
+        #expect(body.count == referralOf.count && expectedIDs.count == body.count, "research ids per ALLOCATION.md §5")
+        #expect(body.map { $0[0] } == referralOf.keys.sorted(), "rows sorted by research id")
         for (row, rid) in zip(body, expectedIDs) {
             let i = Int(rid.dropFirst(2))!
             #expect(row[1] == ["devon-cornwall", "example-north", "example-south"][i % 3])
@@ -138,12 +141,10 @@ struct ExportTests {
         #expect(row["referral_number"] as? Int == 1)
     }
 
-    /// A claimant's referral number is stored when the referral is projected
-    /// (`claimant_n`); a store made before that column existed is upgraded on
-    /// open, back-filled by the same count, and exports the same numbers; a
-    /// read-only command cannot upgrade and says so; a stored number that the
-    /// log does not explain fails `verify`.
-    @Test func referralNumbersAndSchemaUpgrade() throws {
+    /// RULES2 R6: `referral_number` numbers the person's exported rows 1, 2, …
+    /// in referral order; cancelled referrals are not rows and are not counted.
+    /// A derived row the log does not explain fails `verify`.
+    @Test func referralNumbersCountThePersonsRows() throws {
         let t = try TrialFolder(sqliteOnly: true)
         try #require(t.initialise().status == 0)
         let a = Req.nino(31), b = Req.nino(32)
@@ -152,33 +153,30 @@ struct ExportTests {
             Req.refer("2", referral: "B-1", nino: b, district: "example-north", date: "2017-11-01"),
             Req.envelope("3", "cancel", role: "work_coach", ["referral_id": "A-1", "reason": "moved away"]),
             Req.refer("4", referral: "A-2", nino: a, district: "example-north", date: "2017-11-02"),
-            Req.envelope("5", "cancel", role: "work_coach", ["referral_id": "A-2", "reason": "moved away"]),
-            Req.refer("6", referral: "A-3", nino: a, district: "example-north", date: "2017-11-03"),
+            Req.gatekeep("5", run: "run-1", district: "example-north", date: "2017-11-02", capacity: 0),
+            Req.refer("6", referral: "A-3", nino: a, district: "example-north", date: "2017-12-20"),
         ])
         #expect(answers.allSatisfy { ($0["ok"] as? Bool) == true }, "\(answers)")
-        func export(_ name: String) throws -> [Int] {
-            let out = t.root.appendingPathComponent(name)
-            let r = try runWHP(["export"] + t.common + ["--out", out.path, "--format", "jsonl"])
-            #expect(r.status == 0, "\(r.stderr)")
-            let text = try String(contentsOf: out.appendingPathComponent("allocations.jsonl"), encoding: .utf8)
-            return try text.split(separator: "\n").map { line in
-                let row = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-                return try #require(row["referral_number"] as? Int)
-            }
+        let out = t.root.appendingPathComponent("export")
+        let r = try runWHP(["export"] + t.common + ["--out", out.path, "--format", "jsonl"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let text = try String(contentsOf: out.appendingPathComponent("allocations.jsonl"), encoding: .utf8)
+        let rows = try text.split(separator: "\n").map { line in
+            try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
         }
-        let before = try export("before")
-        #expect(before == [1, 3], "B-1 and A-3 in referred order; cancelled referrals are no rows but still count: \(before)")
+        let kp = try Self.key(t.data.appendingPathComponent("keys/pseudonym.key"))
+        let ke = try Self.key(t.data.appendingPathComponent("keys/evaluation.key"))
+        func researchID(_ nino: String) -> String {
+            let pseudonym = Crypto.hmac(key: kp, Self.enc("whp/claimant/v1") + Self.enc("NINO:" + nino)).hex
+            return Crypto.hmac(key: ke, Self.enc("whp/research-id/v1") + Self.enc(pseudonym)).hex
+        }
+        let ridA = researchID(a), ridB = researchID(b)
+        let numbers = rows.map { ($0["research_id"] as? String ?? "", $0["referral_number"] as? Int ?? 0, $0["gk_outcome"] as? String ?? "") }
+        let expected = [(ridA, 1, "not_selected"), (ridA, 2, "pending"), (ridB, 1, "not_selected")].sorted { ($0.0, $0.1) < ($1.0, $1.1) }
+        #expect(numbers.map { "\($0.0.prefix(8)) \($0.1) \($0.2)" } == expected.map { "\($0.0.prefix(8)) \($0.1) \($0.2)" },
+                "rows sorted by research id, then the person's referral number")
 
-        // The store as an earlier whp left it: no claimant_n column.
-        try t.openStore().unsafeExecute("ALTER TABLE referrals DROP COLUMN claimant_n")
-        let readOnly = try runWHP(["checkpoint"] + t.common)
-        #expect(readOnly.status != 0 && readOnly.stderr.contains("open it once with write access"), "\(readOnly.stderr)")
-        let after = try export("after")
-        #expect(after == before, "the upgrade back-fills the same numbers: \(after)")
-        let v = try t.verify()
-        #expect(v.status == 0, "the upgraded store still equals its rebuild from the log: \(v.stdout)")
-
-        try t.openStore().unsafeExecute("UPDATE referrals SET claimant_n = 2 WHERE referral_id = 'A-3'")
+        try t.openStore().unsafeExecute("UPDATE referrals SET person = claimant || 'x' WHERE referral_id = 'A-3'")
         let tampered = try t.verify()
         #expect(tampered.status == 1 && tampered.stdout.contains("FAIL derived_tables"), "\(tampered.stdout)")
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WHPPostgres
 import WHPTestSupport
 
 /// The PostgreSQL store through the doors users use: `--store`, `migrate-store`,
@@ -185,10 +186,11 @@ struct PostgresStoreTests {
     }
 }
 
-/// "A lost race retries transparently": with the chain lock switched off (a
-/// test hook), two instances really race for the next seq; the loser's
-/// transaction fails on `events_pkey`, is rolled back and runs again. Every
-/// request is still answered ok exactly once and the log is one chain.
+/// "A lost race retries transparently": with the chain lock switched off
+/// (through the test seam `PostgresBackend.racingWriters`), two in-process
+/// services really race for the next seq; the loser's transaction fails on
+/// `events_pkey`, is rolled back and runs again. Every request is still
+/// answered ok exactly once and the log is one chain.
 @Suite("PostgreSQL: a lost race is retried", .serialized)
 struct LostRaceTests {
     @Test("two instances without the chain lock: the loser retries, every answer ok, one chain")
@@ -206,22 +208,23 @@ struct LostRaceTests {
                                        district: "example-north", date: "2017-11-01"))
                 }
             }
-            nonisolated(unsafe) var results: [RunResult?] = [nil, nil]
+            let raceLogs = InMemoryLogs()
+            let doors = try (0..<2).map { _ in
+                try InProcessService(t, now: "2018-01-31T12:00:00Z", backend: try PostgresBackend.racingWriters(url: pg, logs: raceLogs))
+            }
+            nonisolated(unsafe) var results: [[String]] = [[], []]
             let lock = NSLock()
             DispatchQueue.concurrentPerform(iterations: 2) { k in
-                let r = try? runWHPStreaming(["serve", "--config", t.config.path, "--data", t.data.path, "--store", pg],
-                                             env: ["WHP_NOW": "2018-01-31T12:00:00Z", "WHP_TEST_SKIP_CHAIN_LOCK": "1"],
-                                             stdin: Data((sessions[k].joined(separator: "\n") + "\n").utf8))
-                lock.lock(); results[k] = r; lock.unlock()
+                // Groups of 100: the two writers interleave their commits.
+                var answers: [String] = []
+                for start in stride(from: 0, to: 400, by: 100) { answers += doors[k].send(Array(sessions[k][start..<start + 100])) }
+                lock.lock(); results[k] = answers; lock.unlock()
             }
-            for (k, r) in results.enumerated() {
-                let r = try #require(r)
-                #expect(r.status == 0, "instance \(k): \(r.stderr.suffix(500))")
-                let answers = r.stdout.split(separator: "\n")
+            for (k, answers) in results.enumerated() {
                 #expect(answers.count == 400 && answers.allSatisfy { $0.contains("\"ok\":true") },
-                        "round \(round), instance \(k): \(answers.filter { !$0.contains("\"ok\":true") }.prefix(3))")
-                if r.stderr.contains("lost a race") { sawRetry = true }
+                        "round \(round), instance \(k): \(answers.filter { !$0.contains("\"ok\":true") }.prefix(3)); \(doors[k].logs.messages.suffix(3))")
             }
+            if raceLogs.messages.contains(where: { $0.contains("lost a race") }) { sawRetry = true }
             let v = try runWHP(["verify", "--config", t.config.path, "--data", t.data.path, "--store", pg,
                                 "--seeds", t.seeds.path, "--seed", t.seedFile.path])
             #expect(v.status == 0, "one chain after racing writers: \(v.stdout)")

@@ -329,7 +329,7 @@ struct TamperCase: Sendable, CustomTestStringConvertible {
         var out: [TamperCase] = []
         let tables: [(table: String, key: String, change: String, insert: @Sendable (Int) -> String)] = [
             ("referrals", "referral_id", "grp = CASE grp WHEN 'disability' THEN 'early_access' ELSE 'disability' END", { s in
-                "INSERT INTO referrals(referral_id, referred_seq, claimant, district, grp, referral_date, status, last_seq, claimant_n) VALUES ('FORGED-ROW', \(1_000_000 + s), '\(forgedClaimant)', 'devon-cornwall', 'disability', '2019-01-05', 'awaiting_gatekeeper', \(s), 1);"
+                "INSERT INTO referrals(referral_id, referred_seq, claimant, person, district, grp, referral_date, status, disclosed, last_seq) VALUES ('FORGED-ROW', \(1_000_000 + s), '\(forgedClaimant)', '\(forgedClaimant)', 'devon-cornwall', 'disability', '2019-01-05', 'awaiting_gatekeeper', 0, \(s));"
             }),
             ("runs", "run_id", "capacity = COALESCE(capacity, 0) + 1", { s in
                 "INSERT INTO runs(run_id, district, gk_date, rule, capacity, first_seq, last_seq) VALUES ('FORGED-RUN', 'devon-cornwall', '2019-02-01', 'lottery', 3, \(s), \(s));"

@@ -1,27 +1,4 @@
 import WHPCrypto
-/// Where a stratum's allocation sequence stands: the next index, and under
-/// `permuted_block` the open block and what it has dealt so far.
-///
-/// This is the only state a draw needs; the store keeps it per stratum and
-/// `verify` rebuilds it from `allocated` events.
-public struct StratumState: Sendable, Equatable {
-    /// `i` of the next allocation.
-    public var nextIndex: Int = 0
-    /// Index of the open block, or -1 before the first.
-    public var block: Int = -1
-    public var blockStart: Int = 0
-    public var blockSize: Int = 0
-    /// Arms dealt at earlier positions of the open block.
-    public var dealt: [Arm: Int] = [:]
-
-    public init() {}
-
-    public init(nextIndex: Int, block: Int, blockStart: Int, blockSize: Int, dealt: [Arm: Int]) {
-        self.nextIndex = nextIndex; self.block = block; self.blockStart = blockStart
-        self.blockSize = blockSize; self.dealt = dealt
-    }
-}
-
 /// One allocation: everything an `allocated` event records about the draw.
 public struct AllocationDraw: Sendable, Equatable {
     public var stratum: String
@@ -29,9 +6,10 @@ public struct AllocationDraw: Sendable, Equatable {
     public var arm: Arm
     public var allocSeed: Bytes32
     /// Present under `permuted_block` only.
-    public var block: Int?
-    public var blockSize: Int?
-    public var position: Int?
+    public var slot: BlockSlot?
+    public var block: Int? { slot?.block }
+    public var blockSize: Int? { slot?.size }
+    public var position: Int? { slot?.position }
 }
 
 /// The draws of ALLOCATION.md §4. Pure: the seed and the state go in, the
@@ -52,47 +30,54 @@ public enum Allocator {
     public static func blockSize(seed: Bytes32, trialID: String, stratum: String, block: Int,
                                  weights: Weights, multipliers: [Int]) -> Int {
         let k = Derivation.blockSeed(seed: seed, trialID: trialID, stratum: stratum, block: block)
-        return weights.total * multipliers[Int(Uniform.draw(k, UInt64(multipliers.count)))]
+        return weights.total * multipliers[Int(Uniform.draw(k, UInt64(multipliers.count))!)]
     }
 
     /// The arm at position `p` of a block of `size`, given the arms dealt before it.
     /// Used by the service and, without the seed, by `verify` from stored facts.
+    /// Nil when the block's facts cannot come from the weights (a size that
+    /// is not a multiple of W, a position past the end, an arm dealt more
+    /// often than the block holds): a tampered log, never a trap.
     public static func permutedBlockArm(allocSeed: Bytes32, weights: Weights, blockSize: Int,
-                                        position: Int, dealt: [Arm: Int]) -> Arm? {
-        guard weights.total > 0, blockSize % weights.total == 0, position < blockSize else { return nil }
+                                        position: Int, dealt: ArmCounts) -> Arm? {
+        guard weights.total > 0, blockSize > 0, blockSize <= Uniform.maxN, blockSize % weights.total == 0,
+              position >= 0, position < blockSize else { return nil }
         let m = blockSize / weights.total
-        let t = Uniform.draw(allocSeed, UInt64(blockSize - position))
-        return walk(t) { weights[$0] * m - dealt[$0, default: 0] }
+        var remaining = 0
+        for arm in Arm.allCases {
+            let r = weights[arm] * m - dealt[arm]
+            guard r >= 0 else { return nil }
+            remaining += r
+        }
+        guard remaining == blockSize - position, let t = Uniform.draw(allocSeed, UInt64(blockSize - position)) else { return nil }
+        return walk(t) { weights[$0] * m - dealt[$0] }
     }
 
     public static func simpleArm(allocSeed: Bytes32, weights: Weights) -> Arm {
-        walk(Uniform.draw(allocSeed, UInt64(weights.total))) { weights[$0] }
+        walk(Uniform.draw(allocSeed, UInt64(weights.total))!) { weights[$0] }
     }
 
-    /// The next allocation of a stratum.
+    /// The next allocation of a stratum, and the state after it.
     public static func next(state: StratumState, seed: Bytes32, trialID: String, stratum: String,
                             weights: Weights, method: AllocationMethod, multipliers: [Int]) -> (AllocationDraw, StratumState) {
         let i = state.nextIndex
         let a = Derivation.allocationSeed(seed: seed, trialID: trialID, stratum: stratum, index: i)
         var s = state
-        s.nextIndex = i + 1
         switch method {
         case .simple:
             let arm = simpleArm(allocSeed: a, weights: weights)
+            s.apply(index: i, arm: arm, slot: nil)
             return (AllocationDraw(stratum: stratum, index: i, arm: arm, allocSeed: a), s)
         case .permutedBlock:
-            if s.block < 0 || i >= s.blockStart + s.blockSize {
-                s.blockStart = s.block < 0 ? 0 : s.blockStart + s.blockSize
-                s.block += 1
-                s.blockSize = blockSize(seed: seed, trialID: trialID, stratum: stratum, block: s.block,
-                                        weights: weights, multipliers: multipliers)
-                s.dealt = [:]
-            }
-            let p = i - s.blockStart
-            let arm = permutedBlockArm(allocSeed: a, weights: weights, blockSize: s.blockSize, position: p, dealt: s.dealt)!
-            s.dealt[arm, default: 0] += 1
-            return (AllocationDraw(stratum: stratum, index: i, arm: arm, allocSeed: a,
-                                   block: s.block, blockSize: s.blockSize, position: p), s)
+            let next = state.nextSlot
+            let size = next.opensBlock
+                ? blockSize(seed: seed, trialID: trialID, stratum: stratum, block: next.block, weights: weights, multipliers: multipliers)
+                : state.blockSize
+            let dealt = next.opensBlock ? ArmCounts() : state.dealt
+            let arm = permutedBlockArm(allocSeed: a, weights: weights, blockSize: size, position: next.position, dealt: dealt)!
+            let slot = BlockSlot(block: next.block, size: size, position: next.position)
+            s.apply(index: i, arm: arm, slot: slot)
+            return (AllocationDraw(stratum: stratum, index: i, arm: arm, allocSeed: a, slot: slot), s)
         }
     }
 }

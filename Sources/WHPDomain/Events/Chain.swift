@@ -1,17 +1,4 @@
 import WHPCrypto
-/// The event types of PROTOCOL.md §6.
-public enum EventType: String, Sendable, CaseIterable {
-    case trialStarted = "trial_started"
-    case referred
-    case cancelled
-    case gatekeeperDecision = "gatekeeper_decision"
-    case allocated
-    case disclosed
-    case optedOut = "opted_out"
-    case flaggedInError = "flagged_in_error"
-    case exportMade = "export_made"
-}
-
 /// One entry of the log: `n`, its type and its flat string payload (ALLOCATION.md §7).
 public struct Event: Sendable, Equatable {
     public var seq: Int
@@ -83,19 +70,3 @@ public struct ChainHead: Sendable, Equatable {
     }
 }
 
-extension TrialConfig {
-    /// The payload of `trial_started` (PROTOCOL.md §6), fixing the trial's method and policy.
-    public func trialStartedPayload(commitment: Bytes32, configHash: Bytes32, recordedAt: Instant) -> [String: String] {
-        [
-            "algorithm": "whp/v1",
-            "trial_id": trialID,
-            "commitment": commitment.hex,
-            "config_hash": configHash.hex,
-            "method": method.rawValue,
-            "block_multipliers": blockMultipliers.map(String.init).joined(separator: ","),
-            "stratify_by_group": stratifyByGroup ? "true" : "false",
-            "frontline_rcg": frontlineRCG.rawValue,
-            "recorded_at": recordedAt.iso,
-        ]
-    }
-}

@@ -114,3 +114,15 @@ extension TrialConfig {
     }
 
 }
+
+extension TrialConfig {
+    /// The `trial_started` event of a trial started with this config.
+    public func trialStarted(commitment: Bytes32, configHash: Bytes32, rules: RulesVersion = .current,
+                             pseudonymKeyCheck: Bytes32? = nil, evaluationKeyCheck: Bytes32? = nil,
+                             recordedAt: Instant) -> TrialStarted {
+        TrialStarted(trialID: trialID, commitment: commitment, configHash: configHash, method: method,
+                     blockMultipliers: blockMultipliers, stratifyByGroup: stratifyByGroup, frontlineRCG: frontlineRCG,
+                     rules: rules, pseudonymKeyCheck: pseudonymKeyCheck, evaluationKeyCheck: evaluationKeyCheck,
+                     recordedAt: recordedAt)
+    }
+}

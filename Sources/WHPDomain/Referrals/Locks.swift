@@ -1,4 +1,6 @@
 import WHPCrypto
+import WHPCrypto
+
 /// Where a referral stands. The true status; views decide what each audience sees.
 public enum ReferralStatus: Sendable, Equatable, Hashable {
     case awaitingGatekeeper
@@ -19,12 +21,18 @@ public enum ReferralStatus: Sendable, Equatable, Hashable {
     }
 }
 
-/// What the lock rules read of one referral of a claimant.
+/// What the lock rules and views read of one referral of a person.
 public struct ReferralOutcome: Sendable, Equatable {
     public var status: ReferralStatus
-    /// The gatekeeper date, once decided.
+    /// The gatekeeper date, once decided: the date views show.
     public var gkDate: CivilDate?
-    public init(status: ReferralStatus, gkDate: CivilDate?) { self.status = status; self.gkDate = gkDate }
+    /// The date the referral's lock runs from (`Referral.lockBase`).
+    public var lockBase: CivilDate?
+    public init(status: ReferralStatus, gkDate: CivilDate?, lockBase: CivilDate?) {
+        self.status = status; self.gkDate = gkDate; self.lockBase = lockBase
+    }
+    /// A rules 1 outcome: the lock runs from the gatekeeper date.
+    public init(status: ReferralStatus, gkDate: CivilDate?) { self.init(status: status, gkDate: gkDate, lockBase: gkDate) }
 }
 
 /// A claimant's answer to "may they be referred on date x?" (PROTOCOL.md §5).
@@ -41,7 +49,7 @@ public struct Eligibility: Sendable, Equatable {
 public enum Locks {
     /// The from-date a decided referral imposes; nil for pending or cancelled ones.
     public static func fromDate(of outcome: ReferralOutcome, lengths: LockLengths) -> CivilDate? {
-        guard let d = outcome.gkDate else { return nil }
+        guard let d = outcome.lockBase else { return nil }
         switch outcome.status {
         case .awaitingGatekeeper, .cancelled: return nil
         case .notSelected: return d.adding(days: lengths.notSelectedDays)

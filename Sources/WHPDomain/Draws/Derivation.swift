@@ -34,6 +34,28 @@ public enum Derivation {
         return Crypto.hmac(key: seed, w.bytes)
     }
 
+    /// RULES2 R15: provider seed `p_j` of provider stratum π.
+    public static func providerSeed(seed: Bytes32, trialID: String, providerStratum: String, index: Int) -> Bytes32 {
+        var w = ByteWriter()
+        w.enc("whp/provider/v1"); w.enc(trialID); w.enc(providerStratum); w.u64(UInt64(index))
+        return Crypto.hmac(key: seed, w.bytes)
+    }
+
+    /// RULES2 R15: provider block seed `q_b` of provider stratum π.
+    public static func providerBlockSeed(seed: Bytes32, trialID: String, providerStratum: String, block: Int) -> Bytes32 {
+        var w = ByteWriter()
+        w.enc("whp/provider-block/v1"); w.enc(trialID); w.enc(providerStratum); w.u64(UInt64(block))
+        return Crypto.hmac(key: seed, w.bytes)
+    }
+
+    /// RULES2 R4: the key check `HMAC(K, enc("whp/key-check/v1"))` that binds a
+    /// pseudonym or evaluation key to its trial without revealing it.
+    public static func keyCheck(_ key: Bytes32) -> Bytes32 {
+        var w = ByteWriter()
+        w.enc("whp/key-check/v1")
+        return Crypto.hmac(key: key, w.bytes)
+    }
+
     /// §5: the claimant pseudonym, under the deployment's pseudonym key `Kp`.
     public static func pseudonym(key: Bytes32, claimant: ClaimantID) -> Pseudonym {
         pseudonym(key: key, normalisedID: claimant.normalised)
@@ -197,9 +219,13 @@ public enum Uniform {
         }
     }
 
-    /// `uniform(seed, n)` for `1 ≤ n ≤ 2^32`.
-    public static func draw(_ seed: Bytes32, _ n: UInt64, words: WordSource = hmacWords) -> UInt64 {
-        precondition(n >= 1 && n <= 1 << 32, "uniform: n out of range")
+    /// The largest `n` of `uniform` (ALLOCATION.md §3).
+    public static let maxN = 1 << 32
+
+    /// `uniform(seed, n)` for `1 ≤ n ≤ 2^32`; nil for any other `n`, so a
+    /// block size read from a crafted log can never trap the verifier.
+    public static func draw(_ seed: Bytes32, _ n: UInt64, words: WordSource = hmacWords) -> UInt64? {
+        guard n >= 1 && n <= UInt64(maxN) else { return nil }
         let r = (0 &- n) % n
         var j: UInt64 = 0
         while true {

@@ -1,0 +1,300 @@
+import WHPCrypto
+import WHPDomain
+import WHPJSON
+
+public struct RunRecord: Sendable, Equatable {
+    public var runID: String
+    public var district: String
+    public var gkDate: CivilDate
+    public var rule: RunRule
+    public var capacity: Int?
+}
+
+/// The trial's fixed facts, from `trial_started`.
+public struct TrialRecord: Sendable, Equatable {
+    public var trialID: String
+    public var commitment: String
+    public var configHash: String
+    public var frontlineRCG: String
+    public var rules: RulesVersion
+    public var pseudonymKeyCheck: Bytes32?
+    public var evaluationKeyCheck: Bytes32?
+    /// The UTC date of `trial_started`: the default opening of recruitment (RULES2 R2).
+    public var startedOn: CivilDate
+}
+
+/// One follow-up step as recorded (RULES2 R14).
+public struct FollowUpRecord: Sendable, Equatable {
+    public var step: FollowUpStep
+    public var date: CivilDate
+    public var reason: String?
+}
+
+/// Reads and appends inside one transaction.
+public struct StoreTransaction {
+    let s: any SQLSession
+    /// The newest event, read inside the transaction; nil for an empty log.
+    public private(set) var head: ChainHead?
+
+    init(_ s: any SQLSession) throws {
+        self.s = s
+        self.head = try StoreTransaction.readHead(s)
+    }
+
+    static func readHead(_ s: any SQLSession) throws -> ChainHead? {
+        let row = try s.first("SELECT seq, hash, payload FROM events ORDER BY seq DESC LIMIT 1") { r in
+            (seq: r.int(0) ?? 0, hash: r.text(1) ?? "", payload: r.text(2) ?? "")
+        }
+        guard let row else { return nil }
+        guard let hash = Bytes32(hex: row.hash) else { throw StoreError("the newest event's stored hash is malformed: run `whp verify`") }
+        let payload = (try? PayloadJSON.decode(row.payload)) ?? [:]
+        return ChainHead(seq: row.seq, hash: hash, recordedAt: payload.instant(.recordedAt))
+    }
+
+    /// The instant to record for a request read at `now`: never earlier than
+    /// the newest event's, so `recorded_at` never goes backwards (PROTOCOL.md §6)
+    /// even when another process with a slower clock wrote last.
+    public func recordedAt(_ now: Instant) -> Instant {
+        guard let last = head?.recordedAt, last > now else { return now }
+        return last
+    }
+
+    /// Appends one event after the head: hashes its stored map into the
+    /// chain, stores it and applies it to the derived tables.
+    @discardableResult
+    public mutating func append(_ event: TrialEvent) throws -> Event {
+        let seq = (head?.seq ?? 0) + 1
+        let flat = Event(seq: seq, type: event.type, payload: event.payload)
+        guard let previous = head?.hash ?? Chain.genesis(of: flat) else {
+            throw StoreError("the first event must be trial_started")
+        }
+        // Keys are sorted once, for the hashed encoding and the stored JSON alike.
+        let keys = flat.sortedKeys
+        let hash = Chain.next(previous: previous, encoded: flat.encoded(sortedKeys: keys))
+        try s.exec(StoreTransaction.insertEvent,
+                   [.int(seq), .text(flat.type), .text(PayloadJSON.encode(flat.payload, sortedKeys: keys)), .text(hash.hex)])
+        try Projection.apply(event, seq: seq, s)
+        head = ChainHead(seq: seq, hash: hash, recordedAt: event.recordedAt)
+        return flat
+    }
+
+    static let insertEvent = "INSERT INTO events(seq, type, payload, hash) VALUES (?, ?, ?, ?)"
+
+    /// Copies one event exactly as stored (its payload text and hash) and
+    /// applies it: `migrate-store`, which has checked the chain before calling.
+    public mutating func copy(_ e: StoredEvent, parsed: TrialEvent, hash: Bytes32) throws {
+        try s.exec(StoreTransaction.insertEvent, [.int(e.seq), .text(e.type), .text(e.payloadText), .text(e.hash)])
+        try Projection.apply(parsed, seq: e.seq, s)
+        head = ChainHead(seq: e.seq, hash: hash, recordedAt: parsed.recordedAt)
+    }
+
+    // MARK: reads
+
+    public func trial() throws -> TrialRecord? {
+        try s.first("""
+            SELECT trial_id, commitment, config_hash, frontline_rcg, rules, pseudonym_key_check, evaluation_key_check, started_on FROM trial
+            """) { r in
+            TrialRecord(trialID: r.text(0) ?? "", commitment: r.text(1) ?? "", configHash: r.text(2) ?? "", frontlineRCG: r.text(3) ?? "",
+                        rules: RulesVersion(rawValue: r.int(4) ?? 1) ?? .one, pseudonymKeyCheck: r.text(5).flatMap(Bytes32.init(hex:)),
+                        evaluationKeyCheck: r.text(6).flatMap(Bytes32.init(hex:)),
+                        startedOn: r.text(7).flatMap(CivilDate.init) ?? CivilDate(year: 1970, month: 1, day: 1)!)
+        }
+    }
+
+    /// The referral reads, each SQL text built once (not per request).
+    enum ReferralSQL {
+        static let columns = """
+            referral_id, referred_seq, claimant, person, district, grp, referral_date, status, cancel_reason, run_id, gk_date, \
+            decided_on, rule, stratum, alloc_index, flag, corrected_group, provider, disclosed
+            """
+        static let select = "SELECT \(columns) FROM referrals "
+        static let byID = select + "WHERE referral_id = ?"
+        static let byPerson = select + "WHERE person = ? ORDER BY referred_seq"
+        static let pending = select + "WHERE district = ? AND status = 'awaiting_gatekeeper' AND referral_date <= ? ORDER BY referred_seq"
+        static let byRun = select + "WHERE run_id = ? ORDER BY referred_seq"
+        static let idAndPerson = """
+            SELECT \(columns), 0 AS part, referred_seq AS o FROM referrals WHERE referral_id = ?
+            UNION ALL
+            SELECT \(columns), 1 AS part, referred_seq AS o FROM referrals WHERE person = ?
+            ORDER BY part, o
+            """
+        static let partColumn = 19
+    }
+
+    /// A referral row as the domain's `Referral`; nil for a row whose stored
+    /// values no longer parse (the store was edited: `verify` names it).
+    static func referral(_ r: any SQLRow) throws -> Referral {
+        guard let date = r.text(6).flatMap(CivilDate.init), let state = r.text(7).flatMap(ReferralState.init(storedName:)) else {
+            throw StoreError("referral \(r.text(0) ?? "?") has a malformed stored row: run `whp verify`")
+        }
+        return Referral(
+            referralID: r.text(0) ?? "", referredSeq: r.int(1) ?? 0, claimant: Pseudonym(hex: r.text(2) ?? ""),
+            person: Pseudonym(hex: r.text(3) ?? ""), district: r.text(4) ?? "", group: r.text(5) ?? "", referralDate: date,
+            state: state, cancelReason: r.text(8), runID: r.text(9), gkDate: r.text(10).flatMap(CivilDate.init),
+            decidedOn: r.text(11).flatMap(CivilDate.init), rule: r.text(12).flatMap(RunRule.init(rawValue:)), stratum: r.text(13),
+            allocIndex: r.int(14), flag: r.text(15).flatMap(FlagReason.init(rawValue:)), correctedGroup: r.text(16),
+            provider: r.text(17), disclosed: r.int(18) == 1)
+    }
+
+    private func referralRows(_ sql: String, _ args: [SQLValue]) throws -> [Referral] {
+        var out: [Referral] = []
+        try s.query(sql, args) { out.append(try StoreTransaction.referral($0)) }
+        return out
+    }
+
+    public func referral(_ id: String) throws -> Referral? {
+        try referralRows(ReferralSQL.byID, [.text(id)]).first
+    }
+
+    /// A referral id's row, if any, and every referral of a person, oldest
+    /// first: what `refer` reads. One round trip on PostgreSQL (a UNION ALL,
+    /// tagged); SQLite, in-process, runs the two indexed queries.
+    public func referralAndHistory(_ id: String, person: Pseudonym) throws -> (Referral?, [Referral]) {
+        if s.dialect == .sqlite { return (try referral(id), try referrals(person: person)) }
+        var found: Referral?, history: [Referral] = []
+        try s.query(ReferralSQL.idAndPerson, [.text(id), .text(person.hex)]) { r in
+            if r.int(ReferralSQL.partColumn) == 0 { found = try StoreTransaction.referral(r) } else { history.append(try StoreTransaction.referral(r)) }
+        }
+        return (found, history)
+    }
+
+    /// Every referral of a person, whichever identifier each was made under, oldest first.
+    public func referrals(person: Pseudonym) throws -> [Referral] {
+        try referralRows(ReferralSQL.byPerson, [.text(person.hex)])
+    }
+
+    /// Referrals of a district awaiting the gatekeeper with `referral_date ≤ date`, in `referred` order.
+    public func pending(district: String, upTo date: CivilDate) throws -> [Referral] {
+        try referralRows(ReferralSQL.pending, [.text(district), .text(date.iso)])
+    }
+
+    public func referrals(run: String) throws -> [Referral] {
+        try referralRows(ReferralSQL.byRun, [.text(run)])
+    }
+
+    public func run(_ id: String) throws -> RunRecord? {
+        try s.first("SELECT run_id, district, gk_date, rule, capacity FROM runs WHERE run_id = ?", [.text(id)]) { r in
+            guard let date = r.text(2).flatMap(CivilDate.init), let rule = r.text(3).flatMap(RunRule.init(rawValue:)) else {
+                throw StoreError("run \(id) has a malformed stored row: run `whp verify`")
+            }
+            return RunRecord(runID: r.text(0) ?? "", district: r.text(1) ?? "", gkDate: date, rule: rule, capacity: r.int(4))
+        }
+    }
+
+    /// The district's latest gatekeeper date: a new run may not be dated before it.
+    public func lastGatekeeperDate(district: String) throws -> CivilDate? {
+        try s.first("SELECT MAX(gk_date) FROM runs WHERE district = ?", [.text(district)]) { $0.text(0).flatMap(CivilDate.init) } ?? nil
+    }
+
+    public func stratum(_ name: String) throws -> StratumState {
+        try Projection.stratum(name, s)
+    }
+
+    public func providerStratum(_ name: String) throws -> ProviderStratumState {
+        try Projection.providerStratum(name, s)
+    }
+
+    // MARK: persons (RULES2 R6)
+
+    /// The NINO pseudonym a reference number's pseudonym is linked to, if any.
+    public func linkedClaimant(alias: Pseudonym) throws -> Pseudonym? {
+        try s.first("SELECT claimant FROM links WHERE alias = ?", [.text(alias.hex)]) { $0.text(0).map(Pseudonym.init(hex:)) } ?? nil
+    }
+
+    /// The person of an identifier's pseudonym: its linked NINO's, or its own.
+    public func person(of pseudonym: Pseudonym) throws -> Pseudonym {
+        try linkedClaimant(alias: pseudonym) ?? pseudonym
+    }
+
+    /// Every identifier of a person: the person's own pseudonym and its linked aliases.
+    public func identifiers(of person: Pseudonym) throws -> [Pseudonym] {
+        var out = [person]
+        try s.query("SELECT alias FROM links WHERE claimant = ? ORDER BY alias", [.text(person.hex)]) { r in
+            if let a = r.text(0) { out.append(Pseudonym(hex: a)) }
+        }
+        return out
+    }
+
+    /// Whether any identifier of the person has opted out (RULES2 R6).
+    public func isOptedOut(person: Pseudonym) throws -> Bool {
+        try s.first("""
+            SELECT 1 FROM opt_outs WHERE claimant = ? OR claimant IN (SELECT alias FROM links WHERE claimant = ?) LIMIT 1
+            """, [.text(person.hex), .text(person.hex)]) { _ in true } ?? false
+    }
+
+    // MARK: follow-up (RULES2 R14)
+
+    public func followUps(referral id: String) throws -> [FollowUpRecord] {
+        var out: [FollowUpRecord] = []
+        try s.query("SELECT step, date, reason, last_seq FROM follow_ups WHERE referral_id = ? ORDER BY last_seq", [.text(id)]) { r in
+            guard let step = r.text(0).flatMap(FollowUpStep.init(rawValue:)), let date = r.text(1).flatMap(CivilDate.init) else { return }
+            out.append(FollowUpRecord(step: step, date: date, reason: r.text(2)))
+        }
+        return out
+    }
+
+    // MARK: providers (RULES2 R15)
+
+    /// The `shares_set` events of a district and arm, oldest first: (effective, shares, seq).
+    public func sharesSet(district: String, arm: Arm) throws -> [(effective: CivilDate, shares: String, seq: Int)] {
+        var out: [(effective: CivilDate, shares: String, seq: Int)] = []
+        try s.query("SELECT effective, shares, seq FROM shares WHERE district = ? AND arm = ? ORDER BY seq",
+                    [.text(district), .text(arm.rawValue)]) { r in
+            if let d = r.text(0).flatMap(CivilDate.init), let sh = r.text(1), let seq = r.int(2) { out.append((d, sh, seq)) }
+        }
+        return out
+    }
+
+    // MARK: evaluation
+
+    /// Every referral's evaluation facts, person by person (each person's in
+    /// `referred` order), streamed from a cursor so memory stays flat however
+    /// many rows there are. `claimant` is the person (RULES2 R6).
+    public func forEachReferralFact(_ body: (ReferralFacts) throws -> Void) throws {
+        try s.stream("""
+            SELECT r.person, r.district, r.grp, r.referral_date, r.status, r.gk_date, r.rule, r.flag,
+                   CASE WHEN EXISTS (SELECT 1 FROM opt_outs o WHERE o.claimant = r.person)
+                          OR EXISTS (SELECT 1 FROM opt_outs o JOIN links l ON l.alias = o.claimant WHERE l.claimant = r.person)
+                        THEN 1 ELSE 0 END AS opted
+            FROM referrals r
+            ORDER BY r.person, r.referred_seq
+            """, []) { r in
+            guard let date = CivilDate(r.text(3) ?? ""), let state = r.text(4).flatMap(ReferralState.init(storedName:)) else {
+                throw StoreError("referral with a malformed stored row: run `whp verify`")
+            }
+            try body(ReferralFacts(claimant: Pseudonym(hex: r.text(0) ?? ""), district: r.text(1) ?? "", group: r.text(2) ?? "",
+                                   referralDate: date, status: state.status,
+                                   gkDate: r.text(5).flatMap(CivilDate.init), rule: r.text(6), flag: r.text(7),
+                                   claimantReferralNumber: 0, optedOut: r.int(8) == 1))
+        }
+    }
+
+    /// Every allocation in `referred` order, for the balance checks.
+    public func allocations() throws -> [AllocatedReferral] {
+        var out: [AllocatedReferral] = []
+        try s.stream("SELECT district, grp, referral_date, arm FROM referrals WHERE arm IS NOT NULL ORDER BY referred_seq", []) { r in
+            guard let d = CivilDate(r.text(2) ?? ""), let arm = Arm(rawValue: r.text(3) ?? "") else { return }
+            out.append(AllocatedReferral(district: r.text(0) ?? "", group: r.text(1) ?? "", referralDate: d, arm: arm))
+        }
+        return out
+    }
+
+    /// Allocations per district and arm.
+    public func allocationCounts() throws -> [String: [String: Int]] {
+        var out: [String: [String: Int]] = [:]
+        try s.query("SELECT district, arm, COUNT(*) FROM referrals WHERE arm IS NOT NULL GROUP BY district, arm", []) { r in
+            out[r.text(0) ?? "", default: [:]][r.text(1) ?? ""] = r.int(2)
+        }
+        return out
+    }
+}
+
+extension Store {
+    /// Replays events into this (scratch) store's derived tables, in one
+    /// transaction: `body` gets the function that applies one event.
+    public func rebuild(_ body: (_ project: (TrialEvent, _ seq: Int) throws -> Void) throws -> Void) throws {
+        try backend.transaction(.write, retry: false) { s in
+            try body { event, seq in try Projection.apply(event, seq: seq, s) }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+import Foundation
+import WHPStore
+
+/// Tampering with a store the way an insider would: with the database's own
+/// tools (`sqlite3`, `psql`), outside whp. No production code offers a door
+/// for raw SQL, so the tests reach the store exactly as an attacker could.
+extension Store {
+    public func unsafeExecute(_ sql: String) throws {
+        let p = Process()
+        let input = Pipe(), err = Pipe()
+        if backend.dialect == .sqlite {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["sqlite3", "-bail", backend.location]
+        } else {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", "-", backend.location.firstIndex(of: "?").map { String(backend.location[..<$0]) } ?? backend.location]
+        }
+        p.standardInput = input
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = err
+        try p.run()
+        let script = (backend.dialect == .sqlite ? ".timeout 60000\n" : "") + sql + "\n"
+        try input.fileHandleForWriting.write(contentsOf: Data(script.utf8))
+        try input.fileHandleForWriting.close()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw TestSetupError("tampering with \(backend.location) failed (\(p.terminationStatus)): \(message)")
+        }
+    }
+}
