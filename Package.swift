@@ -1,5 +1,9 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 import PackageDescription
+
+/// CI builds with every warning an error (`WHP_STRICT=1`, set by `.ci/run`);
+/// a developer's build only warns.
+let strict: [SwiftSetting] = Context.environment["WHP_STRICT"] == "1" ? [.treatAllWarnings(as: .error)] : []
 
 // Modules by reason to change (docs/architecture.md): the pure domain and its
 // codecs at the centre, the edges (config files, the store, the stdio loop)
@@ -140,3 +144,7 @@ let package = Package(
         ),
     ]
 )
+
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + strict
+}

@@ -19,8 +19,9 @@ public enum Auditor {
         let config = loaded.config, configHash = loaded.hash
         let store = try openStore(common)
         let commitment = publishedCommitment(CommitmentFile.path(seedsDir: seedsDir, trialID: config.trialID))
-        var verifier = AuditVerifier(config: config, configHash: configHash, seed: seed,
-                                     commitmentFile: commitment.map { PublishedCommitment(trialID: $0.trialID, commitment: $0.commitment, configHash: $0.configHash) })
+        var verifier = AuditVerifier(
+            config: config, configHash: configHash, seed: seed,
+            commitmentFile: commitment.map { PublishedCommitment(trialID: $0.trialID, commitment: $0.commitment, configHash: $0.configHash) })
         let rebuilt = try Store.scratch()
         var count = 0, head = "", hashes: [Int: String] = [:]
         // One snapshot for the log and the derived tables: a trial being served
@@ -44,10 +45,12 @@ public enum Auditor {
         let unparsable = rebuild.unparsable
         var report = report0
         if let checkpoint { report.checks.append(checkpointCheck(checkpoint, trialID: config.trialID, found: hashes[checkpoint.seq], events: count)) }
-        report.checks.append(diff.map {
-            CheckResult(name: "derived_tables", ok: false,
-                        detail: "table \($0.table): \($0.rows) row(s) differ from the rebuild from the log", firstBadSeq: $0.seq ?? unparsable)
-        } ?? CheckResult(name: "derived_tables", ok: true, detail: "every derived table equals its rebuild from the log"))
+        report.checks.append(
+            diff.map {
+                CheckResult(
+                    name: "derived_tables", ok: false,
+                    detail: "table \($0.table): \($0.rows) row(s) differ from the rebuild from the log", firstBadSeq: $0.seq ?? unparsable)
+            } ?? CheckResult(name: "derived_tables", ok: true, detail: "every derived table equals its rebuild from the log"))
         report.checks.sort { $0.name < $1.name }
         return report
     }
@@ -56,15 +59,17 @@ public enum Auditor {
         let loaded = try loadConfig(dir + "/district-config")
         let config = loaded.config, configHash = loaded.hash
         let commitment = publishedCommitment(CommitmentFile.path(seedsDir: dir, trialID: config.trialID))
-        var verifier = AuditVerifier(config: config, configHash: configHash, seed: seed,
-                                     commitmentFile: commitment.map { PublishedCommitment(trialID: $0.trialID, commitment: $0.commitment, configHash: $0.configHash) })
+        var verifier = AuditVerifier(
+            config: config, configHash: configHash, seed: seed,
+            commitmentFile: commitment.map { PublishedCommitment(trialID: $0.trialID, commitment: $0.commitment, configHash: $0.configHash) })
         guard let reader = LineReader(path: dir + "/events.jsonl") else { throw AppFailure.io("\(dir)/events.jsonl: cannot open") }
         var count = 0, head = "", found: String?, line = 0
         while let bytes = reader.next() {
             line += 1
             guard let obj = try? JSON.parse(bytes).objectValue, let seq = obj["seq"]?.intValue,
-                  let type = obj["type"]?.stringValue, let hash = obj["hash"]?.stringValue,
-                  let payloadObj = obj["payload"]?.objectValue else {
+                let type = obj["type"]?.stringValue, let hash = obj["hash"]?.stringValue,
+                let payloadObj = obj["payload"]?.objectValue
+            else {
                 verifier.consume(seq: count + 1, type: "", payload: Optional<[String: String]>.none, storedHash: "")
                 count += 1
                 continue
@@ -85,7 +90,8 @@ public enum Auditor {
     /// when there is none, stderr says where verify looked.
     static func publishedCommitment(_ path: String) -> CommitmentFile? {
         guard FileManager.default.fileExists(atPath: path) else {
-            FileHandle.standardError.write(Data("whp: no commitment file at \(path): the commitment_file check is left out (--seeds DIR names the folder)\n".utf8))
+            FileHandle.standardError.write(
+                Data("whp: no commitment file at \(path): the commitment_file check is left out (--seeds DIR names the folder)\n".utf8))
             return nil
         }
         // A file that is there but unreadable is compared as empty, so the check fails rather than vanishes.
@@ -93,12 +99,17 @@ public enum Auditor {
     }
 
     static func checkpointCheck(_ c: CheckpointValue, trialID: String, found: String?, events: Int) -> CheckResult {
-        if c.trialID != trialID { return CheckResult(name: "checkpoint", ok: false, detail: "the checkpoint is for trial \(c.trialID), not \(trialID)", firstBadSeq: c.seq) }
+        if c.trialID != trialID {
+            return CheckResult(name: "checkpoint", ok: false, detail: "the checkpoint is for trial \(c.trialID), not \(trialID)", firstBadSeq: c.seq)
+        }
         guard let found else {
-            return CheckResult(name: "checkpoint", ok: false, detail: "the log ends at event \(events); the checkpoint holds event \(c.seq): the log was cut short", firstBadSeq: c.seq)
+            return CheckResult(
+                name: "checkpoint", ok: false, detail: "the log ends at event \(events); the checkpoint holds event \(c.seq): the log was cut short",
+                firstBadSeq: c.seq)
         }
         guard found == c.head else {
-            return CheckResult(name: "checkpoint", ok: false, detail: "event \(c.seq) no longer has the checkpoint's head hash: the log was rewritten", firstBadSeq: c.seq)
+            return CheckResult(
+                name: "checkpoint", ok: false, detail: "event \(c.seq) no longer has the checkpoint's head hash: the log was rewritten", firstBadSeq: c.seq)
         }
         return CheckResult(name: "checkpoint", ok: true, detail: "event \(c.seq) still has head \(c.head)")
     }
@@ -240,8 +251,10 @@ final class ParallelRebuild: @unchecked Sendable {
 extension Auditor {
     /// `whp verify`: the store, or the bundle at `bundle`; with the revealed
     /// seed and a checkpoint when their files are given.
-    public static func verify(paths: TrialPaths, seedsDir: String, bundle: String?, seedFile: String?,
-                              checkpointFile: String?) throws -> AuditReport {
+    public static func verify(
+        paths: TrialPaths, seedsDir: String, bundle: String?, seedFile: String?,
+        checkpointFile: String?
+    ) throws -> AuditReport {
         let seed = try seedFile.map(readRevealedSeed)
         let checkpoint = try checkpointFile.map(Checkpoints.read)
         if let bundle { return try verifyBundle(dir: bundle, seed: seed, checkpoint: checkpoint) }

@@ -20,7 +20,8 @@ public enum Checkpoints {
         var bytes = [UInt8](data)
         while let l = bytes.last, l == 0x0a || l == 0x0d || l == 0x20 { bytes.removeLast() }
         guard let obj = try? JSON.parse(bytes).objectValue,
-              let t = obj["trial_id"]?.stringValue, let s = obj["seq"]?.intValue, let h = obj["head"]?.stringValue else {
+            let t = obj["trial_id"]?.stringValue, let s = obj["seq"]?.intValue, let h = obj["head"]?.stringValue
+        else {
             throw AppFailure.io("\(path): not a checkpoint {\"trial_id\", \"seq\", \"head\"}")
         }
         return (t, s, h)

@@ -29,7 +29,8 @@ public struct DemoRunner {
         } catch { throw AppFailure.io("cannot prepare \(root): \(error.localizedDescription)") }
 
         // The demo seed is public, so its file may have any mode in a clone; the copy is private as every seed file must be.
-        let seedText = (try? String(contentsOfFile: seeds + "/whp-demo.seed.hex", encoding: .utf8))?
+        let seedText =
+            (try? String(contentsOfFile: seeds + "/whp-demo.seed.hex", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
         guard let seed = Bytes32(hex: seedText) else { throw AppFailure.io("\(seeds)/whp-demo.seed.hex is not 64 hex digits") }
         try TrialSetup.createKey(common.seedPath, seed)
@@ -69,8 +70,12 @@ public struct DemoRunner {
         say("4. whp export --out \(root)/export (de-identified evaluation dataset)")
         let key = try readKey(common.evaluationKeyPath)
         let loaded = try loadConfig(common.config)
-        say("   " + (try EvaluationExport(config: loaded.config, configHash: loaded.hash, key: key, format: .csv, precision: .month,
-                                         out: root + "/export", progress: false, clock: clock).run(store)))
+        say(
+            "   "
+                + (try EvaluationExport(
+                    config: loaded.config, configHash: loaded.hash, key: key, format: .csv, precision: .month,
+                    out: root + "/export", progress: false, clock: clock
+                ).run(store)))
         say("")
         say("5. whp report consort")
         say(try Reports.consortFlow(store).table(config: loaded.config))

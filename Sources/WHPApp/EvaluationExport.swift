@@ -21,8 +21,10 @@ public struct EvaluationExport {
     let progress: Bool
     let clock: any ServiceClock
 
-    public init(config: TrialConfig, configHash: Bytes32, key: Bytes32, format: ExportFormat, precision: DatePrecision,
-                out: String, progress: Bool, clock: any ServiceClock) {
+    public init(
+        config: TrialConfig, configHash: Bytes32, key: Bytes32, format: ExportFormat, precision: DatePrecision,
+        out: String, progress: Bool, clock: any ServiceClock
+    ) {
         self.config = config; self.configHash = configHash; self.key = key; self.format = format
         self.precision = precision; self.out = out; self.progress = progress; self.clock = clock
     }
@@ -85,9 +87,13 @@ public struct EvaluationExport {
             var manifestBytes = JSON.encode(.object(manifest))
             manifestBytes.append(0x0a)
             try writeDurably(out + "/manifest.json", manifestBytes)
-            try tx.append(.exportMade(ExportMade(manifestSHA256: Crypto.sha256(manifestBytes), rows: rows, removedOptedOut: removed,
-                                                 recordedAt: tx.recordedAt(clock.now()))))
-            return "exported \(rows) rows (\(removed) removed: opted out) to \(out)/\(dataName), with codebook.md and manifest.json; logged as event \(head.seq + 1)"
+            try tx.append(
+                .exportMade(
+                    ExportMade(
+                        manifestSHA256: Crypto.sha256(manifestBytes), rows: rows, removedOptedOut: removed,
+                        recordedAt: tx.recordedAt(clock.now()))))
+            return
+                "exported \(rows) rows (\(removed) removed: opted out) to \(out)/\(dataName), with codebook.md and manifest.json; logged as event \(head.seq + 1)"
         }
     }
 }
@@ -119,8 +125,10 @@ public final class HashingFile {
 extension EvaluationExport {
     /// `whp export`: checks the config against the trial, reads the evaluation
     /// key, then writes the dataset. Returns the summary line.
-    public static func run(paths: TrialPaths, format: ExportFormat, precision: DatePrecision, out: String,
-                           progress: Bool, clock: any ServiceClock) throws -> String {
+    public static func run(
+        paths: TrialPaths, format: ExportFormat, precision: DatePrecision, out: String,
+        progress: Bool, clock: any ServiceClock
+    ) throws -> String {
         let loaded = try loadConfig(paths.config)
         let store = try openStore(paths, readonly: false)
         // One pass over every referral: a small page cache keeps SQLite's sorter
@@ -130,7 +138,9 @@ extension EvaluationExport {
             throw AppFailure.failed("district-config does not match the trial's config hash; export with the trial's own config")
         }
         let key = try readKey(paths.evaluationKeyPath)
-        return try EvaluationExport(config: loaded.config, configHash: loaded.hash, key: key, format: format, precision: precision,
-                                    out: out, progress: progress, clock: clock).run(store)
+        return try EvaluationExport(
+            config: loaded.config, configHash: loaded.hash, key: key, format: format, precision: precision,
+            out: out, progress: progress, clock: clock
+        ).run(store)
     }
 }

@@ -46,7 +46,8 @@ public enum Migration {
             return head
         }
         guard let copied = try target.storedHead(), copied.seq == head.seq, copied.hash == head.hash else {
-            throw AppFailure.failed("the copy's head differs from the source's (seq \(head.seq), hash \(head.hash)): nothing can be trusted in \(targetLocation)")
+            throw AppFailure.failed(
+                "the copy's head differs from the source's (seq \(head.seq), hash \(head.hash)): nothing can be trusted in \(targetLocation)")
         }
         if let diff = try target.snapshot({ try $0.compareDerivedTables(with: source) }) {
             throw AppFailure.failed("table \(diff.table) of the copy differs from the source in \(diff.rows) row(s): run `whp verify` on both")

@@ -17,16 +17,34 @@ public enum ServeSetup {
     }
 
     /// The start-up guards of PROTOCOL.md §1, then the service ready to answer.
-    /// `backend` replaces the store the paths name (the in-process test door's seam).
-    public static func service(paths common: TrialPaths, clock: any ServiceClock, logger: Logger,
-                               backend: (any StoreBackend)? = nil) throws -> Service {
+    /// `backend` replaces the store the paths name (the in-process test door's
+    /// seam). A refusal is also logged, saying why: it is what an operator's
+    /// log collection shows when an instance does not come up.
+    public static func service(
+        paths: TrialPaths, clock: any ServiceClock, logger: Logger,
+        backend: (any StoreBackend)? = nil
+    ) throws -> Service {
+        do {
+            return try startUp(paths: paths, clock: clock, logger: logger, backend: backend)
+        } catch let f as AppFailure {
+            logger.error("refusing to serve: \(f.message)")
+            throw f
+        }
+    }
+
+    static func startUp(
+        paths common: TrialPaths, clock: any ServiceClock, logger: Logger,
+        backend: (any StoreBackend)?
+    ) throws -> Service {
         let loaded = try loadConfig(common.config)
         let config = loaded.config, configHash = loaded.hash
         let store: Store
         do { store = try Store.open(backend: backend ?? common.store.backend(), logger: logger) } catch { throw AppFailure.failed("\(error)") }
         guard let trial = try store.read({ try $0.trial() }) else { throw AppFailure.failed("the store has no trial record") }
         guard trial.configHash == configHash.hex else {
-            throw AppFailure.failed("district-config hashes to \(configHash.hex) but the trial was started with \(trial.configHash); the config of a running trial never changes (restore it, or point --config at the trial's folder)")
+            throw AppFailure.failed(
+                "district-config hashes to \(configHash.hex) but the trial was started with \(trial.configHash); the config of a running trial never changes (restore it, or point --config at the trial's folder)"
+            )
         }
         let keys = ServiceKeys(seed: try readKey(common.seedPath), pseudonym: try readKey(common.pseudonymKeyPath))
         // serve never uses the evaluation key, but a key file others can read is a leak all the same.

@@ -27,8 +27,9 @@ public enum TrialSetup {
             }
         }
         do {
-            try FileManager.default.createDirectory(atPath: common.keysDir, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(
+                atPath: common.keysDir, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
         } catch { throw AppFailure.io("cannot create \(common.keysDir): \(error.localizedDescription)") }
 
         if let importSeed {
@@ -55,12 +56,16 @@ public enum TrialSetup {
         do { try file.write(commitmentPath) } catch { throw AppFailure.failed(error.description) }
 
         let store: Store
-        do { store = try Store.create(backend: backend ?? location.backend(create: true)) } catch { throw AppFailure.io("cannot create the store at \(location): \(error)") }
+        do { store = try Store.create(backend: backend ?? location.backend(create: true)) } catch {
+            throw AppFailure.io("cannot create the store at \(location): \(error)")
+        }
         let head = try store.write { tx in
-            try tx.append(.trialStarted(TrialStarted(
-                trialID: config.trialID, commitment: commitment, configHash: configHash, method: config.method,
-                blockMultipliers: config.blockMultipliers, stratifyByGroup: config.stratifyByGroup, frontlineRCG: config.frontlineRCG,
-                rules: .one, pseudonymKeyCheck: nil, evaluationKeyCheck: nil, recordedAt: now)))
+            try tx.append(
+                .trialStarted(
+                    TrialStarted(
+                        trialID: config.trialID, commitment: commitment, configHash: configHash, method: config.method,
+                        blockMultipliers: config.blockMultipliers, stratifyByGroup: config.stratifyByGroup, frontlineRCG: config.frontlineRCG,
+                        rules: .one, pseudonymKeyCheck: nil, evaluationKeyCheck: nil, recordedAt: now)))
             return tx.head!
         }
         return """

@@ -6,12 +6,14 @@ import WHPDomain
 extension AuditVerifier {
     mutating func allocation(_ e: Allocated, _ seq: Int) {
         guard let i = refIndex[e.referralID], refs[i].state.after(.allocated(e)) != nil,
-              e.runID == refs[i].runID, let gk = refs[i].gkDate, e.gkDate == gk else {
+            e.runID == refs[i].runID, let gk = refs[i].gkDate, e.gkDate == gk
+        else {
             fail(.draws, seq, "event \(seq): allocation without a selection in the same run"); return
         }
         let r = refs[i]
         if e.claimant != r.claimant || e.district != r.district || e.group != r.group
-            || e.stratum != config.stratum(district: r.district, group: r.group) {
+            || e.stratum != config.stratum(district: r.district, group: r.group)
+        {
             fail(.draws, seq, "event \(seq): allocation facts differ from the referral (claimant, district, group or stratum)")
         }
         guard let district = config.district(r.district) else { fail(.psc, seq, "event \(seq): unknown district"); return }
@@ -47,7 +49,10 @@ extension AuditVerifier {
                     let k = derivation.blockSeed(stratum: e.stratum, block: slot.block)
                     let expected = Uniform.draw(k, UInt64(config.blockMultipliers.count)).map { w * config.blockMultipliers[Int($0)] }
                     if expected != slot.size {
-                        fail(.derivedSeeds, seq, "event \(seq): block size \(slot.size) of block \(slot.block) is not the one the seed derives (\(expected.map(String.init) ?? "none"))")
+                        fail(
+                            .derivedSeeds, seq,
+                            "event \(seq): block size \(slot.size) of block \(slot.block) is not the one the seed derives (\(expected.map(String.init) ?? "none"))"
+                        )
                     }
                 }
             } else if slot.size != s.blockSize || slot.position != e.index - s.blockStart {
@@ -57,9 +62,10 @@ extension AuditVerifier {
             // arms dealt before it in this log.
             let opening = slot.block != s.block
             let position = opening ? slot.position : e.index - s.blockStart
-            derivedArm = Allocator.permutedBlockArm(allocSeed: e.allocSeed, weights: district.weights,
-                                                    blockSize: opening ? slot.size : s.blockSize, position: position,
-                                                    dealt: opening ? ArmCounts() : s.dealt)
+            derivedArm = Allocator.permutedBlockArm(
+                allocSeed: e.allocSeed, weights: district.weights,
+                blockSize: opening ? slot.size : s.blockSize, position: position,
+                dealt: opening ? ArmCounts() : s.dealt)
         }
         if derivedArm != e.arm {
             fail(.draws, seq, "event \(seq): arm \(e.arm.rawValue) does not follow from alloc_seed and the block (expected \(derivedArm?.rawValue ?? "none"))")

@@ -12,7 +12,10 @@ extension AuditVerifier {
         let history = (byClaimant[e.claimant] ?? []).map { refs[$0].outcome(rules) }
         let eligibility = Locks.eligibility(history: history, on: e.referralDate, lengths: config.locks, policy: config.frontlineRCG)
         if !eligibility.eligible {
-            fail(.locks, seq, "event \(seq): referral \(e.referralID) was accepted while the claimant \(eligibility.pending ? "had a referral awaiting the gatekeeper" : "was inside a re-referral lock")")
+            fail(
+                .locks, seq,
+                "event \(seq): referral \(e.referralID) was accepted while the claimant \(eligibility.pending ? "had a referral awaiting the gatekeeper" : "was inside a re-referral lock")"
+            )
         }
         count(.locks)
         if config.district(e.district) == nil { fail(.psc, seq, "event \(seq): district \(e.district) is not in district-config") }
@@ -60,8 +63,9 @@ extension AuditVerifier {
                 fail(.gatekeeper, seq, "event \(seq): run \(e.runID) is dated \(e.gkDate.iso), before the district's previous run (\(last.iso))")
             }
             let eligible = (pendingByDistrict[r.district] ?? []).filter { refs[$0].date <= e.gkDate }
-            openRun = Run(id: e.runID, district: r.district, gkDate: e.gkDate, rule: e.rule, capacity: e.capacity,
-                          firstSeq: seq, eligible: eligible)
+            openRun = Run(
+                id: e.runID, district: r.district, gkDate: e.gkDate, rule: e.rule, capacity: e.capacity,
+                firstSeq: seq, eligible: eligible)
             lastGkDate[r.district] = max(lastGkDate[r.district] ?? e.gkDate, e.gkDate)
         }
         guard let run = openRun, run.district == r.district, run.gkDate == e.gkDate, run.rule == e.rule else {

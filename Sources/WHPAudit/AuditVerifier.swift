@@ -261,7 +261,8 @@ public struct AuditVerifier {
             fail(.configHash, seq, "the trial was started with config \(e.configHash.hex) but district-config hashes to \(configHash.hex)")
         }
         if e.trialID != config.trialID || e.method != config.method || e.blockMultipliers != config.blockMultipliers
-            || e.stratifyByGroup != config.stratifyByGroup || e.frontlineRCG != config.frontlineRCG || e.algorithm != "whp/v1" {
+            || e.stratifyByGroup != config.stratifyByGroup || e.frontlineRCG != config.frontlineRCG || e.algorithm != "whp/v1"
+        {
             fail(.configHash, seq, "trial_started does not match district-config (trial_id, algorithm, method, multipliers, stratification or policy)")
         }
         if e.rules >= .two && (e.pseudonymKeyCheck == nil || e.evaluationKeyCheck == nil) {
@@ -321,4 +322,3 @@ public struct AuditVerifier {
         }
     }
 }
-

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import Foundation
 import WHPDomain
@@ -38,7 +38,9 @@ public enum ConfigFolder {
             var st = stat()
             guard lstat(full, &st) == 0 else { throw ConfigFolderError("\(full): cannot stat (\(errnoText()))") }
             switch st.st_mode & S_IFMT {
-            case S_IFLNK: throw ConfigFolderError("\(full): a symbolic link in the config folder is not allowed (its target would escape the config hash)", configError: true)
+            case S_IFLNK:
+                throw ConfigFolderError(
+                    "\(full): a symbolic link in the config folder is not allowed (its target would escape the config hash)", configError: true)
             case S_IFDIR: try walk(full, relative: rel, into: &out)
             case S_IFREG:
                 guard let data = FileManager.default.contents(atPath: full) else { throw ConfigFolderError("\(full): cannot read") }
@@ -48,6 +50,5 @@ public enum ConfigFolder {
         }
     }
 }
-
 
 private func errnoText() -> String { String(cString: strerror(errno)) }

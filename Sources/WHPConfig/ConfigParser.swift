@@ -8,9 +8,10 @@ extension TrialConfig {
     }
     static func groupPattern(_ s: String) -> Bool {
         let u = s.utf8
-        return (1...64).contains(u.count) && u.allSatisfy {
-            (0x61...0x7a).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2d || $0 == 0x5f
-        }
+        return (1...64).contains(u.count)
+            && u.allSatisfy {
+                (0x61...0x7a).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2d || $0 == 0x5f
+            }
     }
 
     /// Parses and validates `trial.toml` and `districts.toml` from the folder's files.
@@ -49,7 +50,7 @@ extension TrialConfig {
         for k in t.keys where !allowed.contains(k) {
             throw ConfigError(file: file, key: k, "unknown key (allowed: \(allowed.sorted().joined(separator: ", ")))")
         }
-        var r = TOMLReader(table: t, file: file, district: nil, prefix: "")
+        let r = TOMLReader(table: t, file: file, district: nil, prefix: "")
         let trialID = try r.string("trial_id")
         guard idPattern(trialID) else { throw ConfigError(file: file, key: "trial_id", "must match [a-z0-9-]{1,64}, got \"\(trialID)\"") }
         let methodText = try r.string("method")
@@ -77,15 +78,17 @@ extension TrialConfig {
         for k in lockTable.keys where !lockKeys.contains(k) {
             throw ConfigError(file: file, key: "locks." + k, "unknown key (allowed: \(lockKeys.sorted().joined(separator: ", ")))")
         }
-        var lr = TOMLReader(table: lockTable, file: file, district: nil, prefix: "locks.")
-        let locks = LockLengths(notSelectedDays: try lr.int("not_selected_days"), rcgMonths: try lr.int("rcg_months"),
-                                allocatedMonths: try lr.int("allocated_months"))
+        let lr = TOMLReader(table: lockTable, file: file, district: nil, prefix: "locks.")
+        let locks = LockLengths(
+            notSelectedDays: try lr.int("not_selected_days"), rcgMonths: try lr.int("rcg_months"),
+            allocatedMonths: try lr.int("allocated_months"))
         for (k, v) in [("not_selected_days", locks.notSelectedDays), ("rcg_months", locks.rcgMonths), ("allocated_months", locks.allocatedMonths)]
         where v < 1 || v > 1200 {
             throw ConfigError(file: file, key: "locks." + k, "a lock must be from 1 to 1200, got \(v)")
         }
-        return TrialConfig(trialID: trialID, method: method, blockMultipliers: multipliers, stratifyByGroup: stratify,
-                           frontlineRCG: policy, groups: groups, locks: locks, districts: [])
+        return TrialConfig(
+            trialID: trialID, method: method, blockMultipliers: multipliers, stratifyByGroup: stratify,
+            frontlineRCG: policy, groups: groups, locks: locks, districts: [])
     }
 
     static func parseDistricts(_ text: String, trialFile file: String) throws(ConfigError) -> [District] {
@@ -103,7 +106,7 @@ extension TrialConfig {
             for k in dt.keys where !allowed.contains(k) {
                 throw ConfigError(file: file, district: label, key: k, "unknown key (allowed: \(allowed.sorted().joined(separator: ", ")))")
             }
-            var r = TOMLReader(table: dt, file: file, district: label, prefix: "")
+            let r = TOMLReader(table: dt, file: file, district: label, prefix: "")
             let id = try r.string("id")
             guard idPattern(id) else { throw ConfigError(file: file, district: label, key: "id", "must match [a-z0-9-]{1,64}") }
             guard seen.insert(id).inserted else { throw ConfigError(file: file, district: id, key: "id", "duplicate district id") }
@@ -113,7 +116,9 @@ extension TrialConfig {
             guard let rule = GatekeeperRule(rawValue: ruleText) else {
                 throw ConfigError(file: file, district: id, key: "gatekeeper_rule", "must be \"fifo\" or \"lottery\", got \"\(ruleText)\"")
             }
-            guard let wt = dt["weights"]?.table else { throw ConfigError(file: file, district: id, key: "weights", "missing (a table such as { WHP = 1, RCG = 1 })") }
+            guard let wt = dt["weights"]?.table else {
+                throw ConfigError(file: file, district: id, key: "weights", "missing (a table such as { WHP = 1, RCG = 1 })")
+            }
             var weights = Weights()
             for k in wt.keys {
                 guard let arm = Arm(rawValue: k) else {
@@ -122,10 +127,15 @@ extension TrialConfig {
                 guard let v = wt[k]?.int else { throw ConfigError(file: file, district: id, key: "weights." + k, "must be an integer") }
                 guard v >= 0 else { throw ConfigError(file: file, district: id, key: "weights." + k, "a weight must not be negative, got \(v)") }
                 guard v <= 1_000 else { throw ConfigError(file: file, district: id, key: "weights." + k, "a weight must be at most 1000, got \(v)") }
-                switch arm { case .whp: weights.whp = v; case .psc: weights.psc = v; case .rcg: weights.rcg = v }
+                switch arm {
+                case .whp: weights.whp = v;
+                case .psc: weights.psc = v;
+                case .rcg: weights.rcg = v
+                }
             }
             if weights.psc > 0 && !psc {
-                throw ConfigError(file: file, district: id, key: "weights.PSC", "PSC weight is \(weights.psc) but psc = false: PSC runs only in the PSC districts")
+                throw ConfigError(
+                    file: file, district: id, key: "weights.PSC", "PSC weight is \(weights.psc) but psc = false: PSC runs only in the PSC districts")
             }
             guard weights.total > 0 else { throw ConfigError(file: file, district: id, key: "weights", "all weights are 0: no arm can be drawn") }
             out.append(District(id: id, name: name, psc: psc, gatekeeperRule: rule, weights: weights))

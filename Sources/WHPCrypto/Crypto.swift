@@ -116,9 +116,10 @@ public enum Crypto {
     public static func sha256(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bytes32 {
         var ok: Int32 = 0
         let h = Bytes32 { o in
-            ok = whp_sha256_fast2(a.baseAddress?.assumingMemoryBound(to: UInt8.self), a.count,
-                                  b.baseAddress?.assumingMemoryBound(to: UInt8.self), b.count,
-                                  o.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            ok = whp_sha256_fast2(
+                a.baseAddress?.assumingMemoryBound(to: UInt8.self), a.count,
+                b.baseAddress?.assumingMemoryBound(to: UInt8.self), b.count,
+                o.baseAddress!.assumingMemoryBound(to: UInt8.self))
         }
         precondition(ok == 1, "libcrypto SHA-256 failed")
         return h
@@ -132,9 +133,10 @@ public enum Crypto {
         var ok: Int32 = 0
         let h = key.withUnsafeBytes { k in
             Bytes32 { o in
-                ok = whp_hmac_sha256_fast(k.baseAddress!.assumingMemoryBound(to: UInt8.self), 32,
-                                          data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count,
-                                          o.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                ok = whp_hmac_sha256_fast(
+                    k.baseAddress!.assumingMemoryBound(to: UInt8.self), 32,
+                    data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count,
+                    o.baseAddress!.assumingMemoryBound(to: UInt8.self))
             }
         }
         precondition(ok == 1, "libcrypto HMAC-SHA256 failed")
@@ -195,12 +197,15 @@ public final class HMACKey {
 
     /// `HMAC(key, data ‖ more)`, written into `out` (32 bytes).
     @inline(__always)
-    public func mac(_ data: UnsafeRawBufferPointer, _ more: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
-                    into out: UnsafeMutableRawBufferPointer) {
+    public func mac(
+        _ data: UnsafeRawBufferPointer, _ more: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+        into out: UnsafeMutableRawBufferPointer
+    ) {
         precondition(out.count >= 32)
-        let ok = whp_hmac_key_mac2(handle, data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count,
-                                   more.baseAddress?.assumingMemoryBound(to: UInt8.self), more.count,
-                                   out.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        let ok = whp_hmac_key_mac2(
+            handle, data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count,
+            more.baseAddress?.assumingMemoryBound(to: UInt8.self), more.count,
+            out.baseAddress!.assumingMemoryBound(to: UInt8.self))
         precondition(ok == 1, "libcrypto HMAC-SHA256 failed")
     }
 

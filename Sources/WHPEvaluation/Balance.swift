@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import Foundation
 import WHPCrypto
@@ -147,25 +147,31 @@ public enum Balance {
     /// The report as text; with `publish`, counts from 1 to 9 are shown as `<10`.
     public static func text(_ r: BalanceReport, config: TrialConfig, publish: Bool) -> String {
         var lines: [String] = []
-        lines.append(publish ? "Balance report — trial \(config.trialID) — FOR PUBLICATION: counts below \(smallCell) suppressed (<\(smallCell))"
-                             : "Balance report — trial \(config.trialID) — NOT FOR PUBLICATION (small cells shown)")
+        lines.append(
+            publish
+                ? "Balance report — trial \(config.trialID) — FOR PUBLICATION: counts below \(smallCell) suppressed (<\(smallCell))"
+                : "Balance report — trial \(config.trialID) — NOT FOR PUBLICATION (small cells shown)")
         let arms = Arm.allCases
         lines.append("")
-        lines.append("dimension".padding(toLength: 16, withPad: " ", startingAt: 0) + "value".padding(toLength: 40, withPad: " ", startingAt: 0)
-                     + arms.map { $0.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0) }.joined())
+        lines.append(
+            "dimension".padding(toLength: 16, withPad: " ", startingAt: 0) + "value".padding(toLength: 40, withPad: " ", startingAt: 0)
+                + arms.map { $0.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0) }.joined())
         for c in r.counts {
             let cells = arms.map { arm -> String in
                 let n = c.arms[arm, default: 0]
                 let s = publish && n > 0 && n < smallCell ? "<\(smallCell)" : String(n)
                 return s.padding(toLength: 8, withPad: " ", startingAt: 0)
             }
-            lines.append(c.dimension.padding(toLength: 16, withPad: " ", startingAt: 0) + c.value.padding(toLength: 40, withPad: " ", startingAt: 0) + cells.joined())
+            lines.append(
+                c.dimension.padding(toLength: 16, withPad: " ", startingAt: 0) + c.value.padding(toLength: 40, withPad: " ", startingAt: 0) + cells.joined())
         }
         lines.append("")
         lines.append("Checks (Pearson chi-square; a check fails when p < \(r.alpha); districts with fewer than \(minimumPerTest) allocations are not tested):")
         for c in r.checks {
             let verdict = !c.tested ? "not tested" : (c.passed ? "ok" : "FAIL")
-            lines.append("  \(verdict.padding(toLength: 10, withPad: " ", startingAt: 0)) \(c.name): chi2 = \(format(c.statistic)), df = \(c.df), p = \(format(c.pValue))")
+            lines.append(
+                "  \(verdict.padding(toLength: 10, withPad: " ", startingAt: 0)) \(c.name): chi2 = \(format(c.statistic)), df = \(c.df), p = \(format(c.pValue))"
+            )
         }
         lines.append(r.ok ? "All balance checks pass." : "BALANCE CHECKS FAILED: the allocation depends on something it must not, or drifts from the weights.")
         return lines.joined(separator: "\n")

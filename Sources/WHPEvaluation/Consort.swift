@@ -120,9 +120,12 @@ public struct ConsortFlow: Sendable, Equatable {
             box(x, row6, "\(a.rawValue) in the dataset", allocated[a, default: 0] - optedOutAllocated[a, default: 0], fill: "#eaf5ea")
             arrow(x + boxW / 2, row5 + boxH, x + boxW / 2, row6)
         }
-        s += "<text x=\"\(left + boxW / 2)\" y=\"\(row3 + boxH + 18)\" text-anchor=\"middle\" font-size=\"12\">opted out (removed): \(optedOutNotSelected)</text>\n"
-        s += "<text x=\"\(right + boxW / 2)\" y=\"\(row2 + boxH + 18)\" text-anchor=\"middle\" font-size=\"12\">opted out (removed): \(optedOutAwaiting)</text>\n"
-        s += "<text x=\"\(width / 2)\" y=\"\(height - 14)\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">In the dataset: \(inDataset) referrals (\(removedOptedOut) removed by opt-out)</text>\n"
+        s +=
+            "<text x=\"\(left + boxW / 2)\" y=\"\(row3 + boxH + 18)\" text-anchor=\"middle\" font-size=\"12\">opted out (removed): \(optedOutNotSelected)</text>\n"
+        s +=
+            "<text x=\"\(right + boxW / 2)\" y=\"\(row2 + boxH + 18)\" text-anchor=\"middle\" font-size=\"12\">opted out (removed): \(optedOutAwaiting)</text>\n"
+        s +=
+            "<text x=\"\(width / 2)\" y=\"\(height - 14)\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">In the dataset: \(inDataset) referrals (\(removedOptedOut) removed by opt-out)</text>\n"
         s += "</svg>\n"
         return s
     }

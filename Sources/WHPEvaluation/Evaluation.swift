@@ -37,11 +37,15 @@ public struct EvaluationRow: Sendable, Equatable {
     public var arm: String
     public var inError: String
 
-    public static let columns = ["research_id", "district", "group", "stratum", "referral_number", "referral_date",
-                                 "gk_date", "gk_outcome", "gk_rule", "arm", "in_error"]
+    public static let columns = [
+        "research_id", "district", "group", "stratum", "referral_number", "referral_date",
+        "gk_date", "gk_outcome", "gk_rule", "arm", "in_error",
+    ]
 
-    public init(researchID: String, district: String, group: String, stratum: String, referralNumber: Int,
-                referralDate: String, gkDate: String, gkOutcome: String, gkRule: String, arm: String, inError: String) {
+    public init(
+        researchID: String, district: String, group: String, stratum: String, referralNumber: Int,
+        referralDate: String, gkDate: String, gkOutcome: String, gkRule: String, arm: String, inError: String
+    ) {
         self.researchID = researchID; self.district = district; self.group = group; self.stratum = stratum
         self.referralNumber = referralNumber; self.referralDate = referralDate; self.gkDate = gkDate
         self.gkOutcome = gkOutcome; self.gkRule = gkRule; self.arm = arm; self.inError = inError
@@ -121,13 +125,16 @@ public enum Evaluation {
 
     /// `codebook.md`: every column, its values, the date precision.
     public static func codebook(config: TrialConfig, precision: DatePrecision, format: ExportFormat) -> String {
-        let dateForm: String = switch precision {
-        case .day: "the day, `YYYY-MM-DD` (e.g. `2017-11-03`)"
-        case .week: "the ISO 8601 week, `YYYY-Www` with the ISO week-year (e.g. `2017-W44`)"
-        case .month: "the month, `YYYY-MM` (e.g. `2017-11`)"
-        }
-        let file = format == .csv ? "`allocations.csv` (RFC 4180, header row, CRLF line ends; empty cell = no value)"
-                                  : "`allocations.jsonl` (one JSON object per line; null = no value)"
+        let dateForm: String =
+            switch precision {
+            case .day: "the day, `YYYY-MM-DD` (e.g. `2017-11-03`)"
+            case .week: "the ISO 8601 week, `YYYY-Www` with the ISO week-year (e.g. `2017-W44`)"
+            case .month: "the month, `YYYY-MM` (e.g. `2017-11`)"
+            }
+        let file =
+            format == .csv
+            ? "`allocations.csv` (RFC 4180, header row, CRLF line ends; empty cell = no value)"
+            : "`allocations.jsonl` (one JSON object per line; null = no value)"
         return """
             # Codebook — trial \(config.trialID)
 

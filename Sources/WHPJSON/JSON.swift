@@ -10,7 +10,6 @@
 //
 // Everything works over raw UTF-8 bytes; no Foundation.
 
-
 // MARK: - Entry points
 
 /// Namespace for strict parsing and encoding.

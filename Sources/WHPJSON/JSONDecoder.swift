@@ -405,7 +405,8 @@ struct _JSONParser {
                 let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self))
                 let q = w ^ 0x2222_2222_2222_2222
                 let b = w ^ 0x5C5C_5C5C_5C5C_5C5C
-                let m = ((q &- 0x0101_0101_0101_0101) & ~q)
+                let m =
+                    ((q &- 0x0101_0101_0101_0101) & ~q)
                     | ((b &- 0x0101_0101_0101_0101) & ~b)
                     | ((w &- 0x2020_2020_2020_2020) & ~w)
                 let hits = m & 0x8080_8080_8080_8080

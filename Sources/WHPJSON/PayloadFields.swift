@@ -27,8 +27,9 @@ public struct PayloadFields {
     public func withField<R>(_ i: Int, _ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) -> R) -> R {
         let f = fields[i]
         return storage.withUnsafeBufferPointer { s in
-            body(UnsafeBufferPointer(rebasing: s[Int(f.key)..<Int(f.keyEnd)]),
-                 UnsafeBufferPointer(rebasing: s[Int(f.value)..<Int(f.valueEnd)]))
+            body(
+                UnsafeBufferPointer(rebasing: s[Int(f.key)..<Int(f.keyEnd)]),
+                UnsafeBufferPointer(rebasing: s[Int(f.value)..<Int(f.valueEnd)]))
         }
     }
 

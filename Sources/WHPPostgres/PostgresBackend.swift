@@ -72,9 +72,10 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
             }
             tls = target.sslmode == "require" ? .require(context) : .prefer(context)
         }
-        var c = PostgresConnection.Configuration(host: target.host, port: target.port, username: target.user,
-                                                 password: target.password ?? ProcessInfo.processInfo.environment["PGPASSWORD"],
-                                                 database: target.database, tls: tls)
+        var c = PostgresConnection.Configuration(
+            host: target.host, port: target.port, username: target.user,
+            password: target.password ?? ProcessInfo.processInfo.environment["PGPASSWORD"],
+            database: target.database, tls: tls)
         c.options.connectTimeout = .seconds(10)
         let backend = PostgresBackend(location: target.printable, configuration: c, logger: logger, takesChainLock: writersLock)
         _ = try backend.connected()
@@ -87,8 +88,10 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
         if let c = connection, !c.isClosed { return c }
         connection = nil
         do {
-            let c = try PostgresConnection.connect(on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration,
-                                                   id: 1, logger: logger).wait()
+            let c = try PostgresConnection.connect(
+                on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration,
+                id: 1, logger: logger
+            ).wait()
             connection = c
             return c
         } catch {
@@ -307,9 +310,13 @@ struct PostgresURL {
     init(_ text: String) throws {
         let bad = StoreError("--store must look like postgres://user@host:port/database (got a malformed URL)")
         var rest: Substring
-        if text.hasPrefix("postgres://") { rest = text.dropFirst("postgres://".count) }
-        else if text.hasPrefix("postgresql://") { rest = text.dropFirst("postgresql://".count) }
-        else { throw bad }
+        if text.hasPrefix("postgres://") {
+            rest = text.dropFirst("postgres://".count)
+        } else if text.hasPrefix("postgresql://") {
+            rest = text.dropFirst("postgresql://".count)
+        } else {
+            throw bad
+        }
         var query: Substring = ""
         if let q = rest.firstIndex(of: "?") { query = rest[rest.index(after: q)...]; rest = rest[..<q] }
         guard let slash = rest.firstIndex(of: "/") else { throw bad }

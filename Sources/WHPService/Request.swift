@@ -127,12 +127,13 @@ public struct RequestDecoder: Sendable {
             throw ProtocolError(.badRequest, field: "actor.role", detail: "\"actor.role\" must be work_coach, gatekeeper or evaluation_admin")
         }
         guard case .string(let staff)? = actorObj["id"], (1...64).contains(staff.unicodeScalars.count),
-              staff.unicodeScalars.allSatisfy({ (0x21...0x7e).contains($0.value) }) else {
+            staff.unicodeScalars.allSatisfy({ (0x21...0x7e).contains($0.value) })
+        else {
             throw ProtocolError(.badRequest, field: "actor.id", detail: "\"actor.id\" must be 1 to 64 printable ASCII characters")
         }
         guard let op = Op(rawValue: opText) else { throw ProtocolError(.unknownOp, field: "op", detail: "no op named \"\(opText)\"") }
         guard op.allows(role) else { throw ProtocolError(.forbidden, field: "actor.role", detail: "\(role.rawValue) may not use \(op.rawValue)") }
-        var f = Fields(obj: obj, today: today)
+        let f = Fields(obj: obj, today: today)
         let command: Command
         switch op {
         case .refer:
@@ -231,9 +232,11 @@ private struct Fields {
 
     func identifier(_ v: JSONValue?, field: String) throws(ProtocolError) -> String {
         let s = try string(v, field: field, 1...64)
-        guard s.utf8.allSatisfy({ c in
-            (0x41...0x5a).contains(c) || (0x61...0x7a).contains(c) || (0x30...0x39).contains(c) || c == 0x2e || c == 0x5f || c == 0x3a || c == 0x2d
-        }) else { throw invalid(field, "\(field) may contain only A-Z a-z 0-9 . _ : -") }
+        guard
+            s.utf8.allSatisfy({ c in
+                (0x41...0x5a).contains(c) || (0x61...0x7a).contains(c) || (0x30...0x39).contains(c) || c == 0x2e || c == 0x5f || c == 0x3a || c == 0x2d
+            })
+        else { throw invalid(field, "\(field) may contain only A-Z a-z 0-9 . _ : -") }
         return s
     }
 
@@ -283,10 +286,10 @@ private struct Fields {
                 let rid = try identifier(o["referral_id"], field: "decisions.\(n).referral_id")
                 guard seen.insert(rid).inserted else { throw invalid("decisions.\(n).referral_id", "referral \(rid) is listed twice") }
                 let text = try string(o["decision"], field: "decisions.\(n).decision", 1...32)
-                guard text == "selected" || text == "not_selected" else {
+                guard let decision = Decision(rawValue: text) else {
                     throw invalid("decisions.\(n).decision", "decision must be selected or not_selected")
                 }
-                out.append((rid, text == "selected"))
+                out.append((rid, decision == .selected))
             }
             return .decisions(out)
         case (nil, nil):

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import Foundation
 import WHPCrypto
@@ -31,7 +31,8 @@ public enum KeyFile {
         if (st.st_mode & S_IFMT) == S_IFLNK { guard stat(path, &st) == 0 else { throw FileError("\(path): cannot read key file (\(errnoText()))") } }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw FileError("\(path): not a regular file") }
         if requirePrivate && st.st_mode & 0o077 != 0 {
-            throw FileError("\(path): key file is readable or writable by group or others (mode \(String(st.st_mode & 0o777, radix: 8))); run: chmod 600 \(path)")
+            throw FileError(
+                "\(path): key file is readable or writable by group or others (mode \(String(st.st_mode & 0o777, radix: 8))); run: chmod 600 \(path)")
         }
         guard let data = FileManager.default.contents(atPath: path) else { throw FileError("\(path): cannot read key file") }
         var text = String(decoding: data, as: UTF8.self)
@@ -78,8 +79,9 @@ public struct CommitmentFile: Equatable, Sendable {
     public static func read(_ path: String) throws(FileError) -> CommitmentFile {
         guard let data = FileManager.default.contents(atPath: path) else { throw FileError("\(path): commitment file not found") }
         guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let t = obj["trial_id"] as? String, let c = obj["commitment"] as? String,
-              let h = obj["config_hash"] as? String else {
+            let t = obj["trial_id"] as? String, let c = obj["commitment"] as? String,
+            let h = obj["config_hash"] as? String
+        else {
             throw FileError("\(path): not a commitment file ({trial_id, commitment, config_hash, created})")
         }
         return CommitmentFile(trialID: t, commitment: c, configHash: h, created: obj["created"] as? String ?? "")
@@ -91,7 +93,9 @@ public struct CommitmentFile: Equatable, Sendable {
         if FileManager.default.fileExists(atPath: path) {
             let old = try CommitmentFile.read(path)
             guard old.trialID == trialID, old.commitment == commitment, old.configHash == configHash else {
-                throw FileError("\(path) already commits trial \(old.trialID) to another seed or config; a published commitment is never replaced (use --seeds DIR or another trial_id)")
+                throw FileError(
+                    "\(path) already commits trial \(old.trialID) to another seed or config; a published commitment is never replaced (use --seeds DIR or another trial_id)"
+                )
             }
             return
         }

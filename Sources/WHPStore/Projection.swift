@@ -9,84 +9,121 @@ enum Projection {
     static func apply(_ event: TrialEvent, seq: Int, _ s: any SQLSession) throws {
         switch event {
         case .trialStarted(let e):
-            try s.exec("""
+            try s.exec(
+                """
                 INSERT INTO trial(one, trial_id, commitment, config_hash, method, block_multipliers, stratify_by_group,
                                   frontline_rcg, rules, pseudonym_key_check, evaluation_key_check, started_on, last_seq)
                 VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, [.text(e.trialID), .text(e.commitment.hex), .text(e.configHash.hex), .text(e.method.rawValue),
-                      .text(e.blockMultipliers.map(String.init).joined(separator: ",")), .text(e.stratifyByGroup ? "true" : "false"),
-                      .text(e.frontlineRCG.rawValue), .int(e.rules.rawValue), SQLValue(e.pseudonymKeyCheck?.hex),
-                      SQLValue(e.evaluationKeyCheck?.hex), .text(e.recordedAt.date.iso), .int(seq)])
+                """,
+                [
+                    .text(e.trialID), .text(e.commitment.hex), .text(e.configHash.hex), .text(e.method.rawValue),
+                    .text(e.blockMultipliers.map(String.init).joined(separator: ",")), .text(e.stratifyByGroup ? "true" : "false"),
+                    .text(e.frontlineRCG.rawValue), .int(e.rules.rawValue), SQLValue(e.pseudonymKeyCheck?.hex),
+                    SQLValue(e.evaluationKeyCheck?.hex), .text(e.recordedAt.date.iso), .int(seq),
+                ])
         case .referred(let e):
             // The person is the claimant's linked NINO, if a link is already recorded (RULES2 R6).
-            try s.exec(SQL.insertReferral,
-                       [.text(e.referralID), .int(seq), .text(e.claimant.hex), .text(e.claimant.hex), .text(e.claimant.hex), .text(e.district),
-                        .text(e.group), .text(e.referralDate.iso), .text(ReferralState.initial.storedName), .int(seq)])
+            try s.exec(
+                SQL.insertReferral,
+                [
+                    .text(e.referralID), .int(seq), .text(e.claimant.hex), .text(e.claimant.hex), .text(e.claimant.hex), .text(e.district),
+                    .text(e.group), .text(e.referralDate.iso), .text(ReferralState.initial.storedName), .int(seq),
+                ])
         case .cancelled(let e):
-            try s.exec("UPDATE referrals SET status = ?, cancel_reason = ?, last_seq = ? WHERE referral_id = ?",
-                       [.text(ReferralState.cancelled.storedName), .text(e.reason), .int(seq), .text(e.referralID)])
+            try s.exec(
+                "UPDATE referrals SET status = ?, cancel_reason = ?, last_seq = ? WHERE referral_id = ?",
+                [.text(ReferralState.cancelled.storedName), .text(e.reason), .int(seq), .text(e.referralID)])
         case .gatekeeperDecision(let e):
             let state = ReferralState.resulting(from: event)!
-            try s.exec("""
+            try s.exec(
+                """
                 UPDATE referrals SET status = ?, run_id = ?, gk_date = ?, decided_on = ?, rule = ?, lottery_key = ?, last_seq = ?
                 WHERE referral_id = ?
-                """, [.text(state.storedName), .text(e.runID), .text(e.gkDate.iso), .text(e.recordedAt.date.iso), .text(e.rule.rawValue),
-                      SQLValue(e.lotteryKey?.hex), .int(seq), .text(e.referralID)])
-            try s.exec("""
+                """,
+                [
+                    .text(state.storedName), .text(e.runID), .text(e.gkDate.iso), .text(e.recordedAt.date.iso), .text(e.rule.rawValue),
+                    SQLValue(e.lotteryKey?.hex), .int(seq), .text(e.referralID),
+                ])
+            try s.exec(
+                """
                 INSERT INTO runs(run_id, district, gk_date, rule, capacity, first_seq, last_seq)
                 SELECT ?, district, ?, ?, ?, ?, ? FROM referrals WHERE referral_id = ?
                 ON CONFLICT(run_id) DO UPDATE SET last_seq = excluded.last_seq
-                """, [.text(e.runID), .text(e.gkDate.iso), .text(e.rule.rawValue), SQLValue(e.capacity), .int(seq), .int(seq),
-                      .text(e.referralID)])
+                """,
+                [
+                    .text(e.runID), .text(e.gkDate.iso), .text(e.rule.rawValue), SQLValue(e.capacity), .int(seq), .int(seq),
+                    .text(e.referralID),
+                ])
         case .allocated(let e):
-            try s.exec("""
+            try s.exec(
+                """
                 UPDATE referrals SET status = ?, stratum = ?, alloc_index = ?, arm = ?, provider = ?, last_seq = ? WHERE referral_id = ?
-                """, [.text(ReferralState.allocated(e.arm).storedName), .text(e.stratum), .int(e.index), .text(e.arm.rawValue),
-                      SQLValue(e.provider?.provider), .int(seq), .text(e.referralID)])
+                """,
+                [
+                    .text(ReferralState.allocated(e.arm).storedName), .text(e.stratum), .int(e.index), .text(e.arm.rawValue),
+                    SQLValue(e.provider?.provider), .int(seq), .text(e.referralID),
+                ])
             var st = try stratum(e.stratum, s)
             st.apply(e)
-            try s.exec("""
+            try s.exec(
+                """
                 INSERT INTO strata(stratum, next_index, block, block_start, block_size, dealt_whp, dealt_psc, dealt_rcg, last_seq)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT(stratum) DO UPDATE SET next_index = excluded.next_index, block = excluded.block,
                   block_start = excluded.block_start, block_size = excluded.block_size, dealt_whp = excluded.dealt_whp,
                   dealt_psc = excluded.dealt_psc, dealt_rcg = excluded.dealt_rcg, last_seq = excluded.last_seq
-                """, [.text(e.stratum), .int(st.nextIndex), .int(st.block), .int(st.blockStart), .int(st.blockSize),
-                      .int(st.dealt.whp), .int(st.dealt.psc), .int(st.dealt.rcg), .int(seq)])
+                """,
+                [
+                    .text(e.stratum), .int(st.nextIndex), .int(st.block), .int(st.blockStart), .int(st.blockSize),
+                    .int(st.dealt.whp), .int(st.dealt.psc), .int(st.dealt.rcg), .int(seq),
+                ])
             if let p = e.provider {
                 var ps = try providerStratum(p.stratum, s)
                 ps.apply(p)
-                try s.exec("""
+                try s.exec(
+                    """
                     INSERT INTO provider_strata(stratum, next_index, block, block_start, block_size, shares, dealt, last_seq)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT(stratum) DO UPDATE SET next_index = excluded.next_index, block = excluded.block,
                       block_start = excluded.block_start, block_size = excluded.block_size, shares = excluded.shares,
                       dealt = excluded.dealt, last_seq = excluded.last_seq
-                    """, [.text(p.stratum), .int(ps.nextIndex), .int(ps.block), .int(ps.blockStart), .int(ps.blockSize),
-                          .text(ps.shares), .text(ps.dealtText), .int(seq)])
+                    """,
+                    [
+                        .text(p.stratum), .int(ps.nextIndex), .int(ps.block), .int(ps.blockStart), .int(ps.blockSize),
+                        .text(ps.shares), .text(ps.dealtText), .int(seq),
+                    ])
             }
         case .disclosed(let e):
             try s.exec("UPDATE referrals SET disclosed = 1, last_seq = ? WHERE referral_id = ?", [.int(seq), .text(e.referralID)])
         case .optedOut(let e):
-            try s.exec("INSERT INTO opt_outs(claimant, date, last_seq) VALUES (?, ?, ?) ON CONFLICT(claimant) DO NOTHING",
-                       [.text(e.claimant.hex), .text(e.date.iso), .int(seq)])
+            try s.exec(
+                "INSERT INTO opt_outs(claimant, date, last_seq) VALUES (?, ?, ?) ON CONFLICT(claimant) DO NOTHING",
+                [.text(e.claimant.hex), .text(e.date.iso), .int(seq)])
         case .flaggedInError(let e):
-            try s.exec("UPDATE referrals SET flag = ?, corrected_group = ?, last_seq = ? WHERE referral_id = ?",
-                       [.text(e.reason.rawValue), SQLValue(e.correctedGroup), .int(seq), .text(e.referralID)])
+            try s.exec(
+                "UPDATE referrals SET flag = ?, corrected_group = ?, last_seq = ? WHERE referral_id = ?",
+                [.text(e.reason.rawValue), SQLValue(e.correctedGroup), .int(seq), .text(e.referralID)])
         case .claimantLinked(let e):
-            try s.exec("INSERT INTO links(alias, claimant, last_seq) VALUES (?, ?, ?) ON CONFLICT(alias) DO NOTHING",
-                       [.text(e.alias.hex), .text(e.claimant.hex), .int(seq)])
-            try s.exec("UPDATE referrals SET person = ?, last_seq = ? WHERE claimant = ?",
-                       [.text(e.claimant.hex), .int(seq), .text(e.alias.hex)])
+            try s.exec(
+                "INSERT INTO links(alias, claimant, last_seq) VALUES (?, ?, ?) ON CONFLICT(alias) DO NOTHING",
+                [.text(e.alias.hex), .text(e.claimant.hex), .int(seq)])
+            try s.exec(
+                "UPDATE referrals SET person = ?, last_seq = ? WHERE claimant = ?",
+                [.text(e.claimant.hex), .int(seq), .text(e.alias.hex)])
         case .followedUp(let e):
-            try s.exec("""
+            try s.exec(
+                """
                 INSERT INTO follow_ups(step_key, referral_id, step, date, reason, last_seq) VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT(step_key) DO NOTHING
-                """, [.text(e.referralID + "|" + e.step.rawValue), .text(e.referralID), .text(e.step.rawValue), .text(e.date.iso),
-                      SQLValue(e.reason), .int(seq)])
+                """,
+                [
+                    .text(e.referralID + "|" + e.step.rawValue), .text(e.referralID), .text(e.step.rawValue), .text(e.date.iso),
+                    SQLValue(e.reason), .int(seq),
+                ])
         case .sharesSet(let e):
-            try s.exec("INSERT INTO shares(seq, district, arm, effective, shares, last_seq) VALUES (?, ?, ?, ?, ?, ?)",
-                       [.int(seq), .text(e.district), .text(e.arm.rawValue), .text(e.effective.iso), .text(e.shares), .int(seq)])
+            try s.exec(
+                "INSERT INTO shares(seq, district, arm, effective, shares, last_seq) VALUES (?, ?, ?, ?, ?, ?)",
+                [.int(seq), .text(e.district), .text(e.arm.rawValue), .text(e.effective.iso), .text(e.shares), .int(seq)])
         case .exportMade:
             break
         }
@@ -100,18 +137,24 @@ enum Projection {
     }
 
     static func stratum(_ name: String, _ s: any SQLSession) throws -> StratumState {
-        try s.first("SELECT next_index, block, block_start, block_size, dealt_whp, dealt_psc, dealt_rcg FROM strata WHERE stratum = ?",
-                    [.text(name)]) { r in
-            StratumState(nextIndex: r.int(0) ?? 0, block: r.int(1) ?? -1, blockStart: r.int(2) ?? 0, blockSize: r.int(3) ?? 0,
-                         dealt: ArmCounts(whp: r.int(4) ?? 0, psc: r.int(5) ?? 0, rcg: r.int(6) ?? 0))
+        try s.first(
+            "SELECT next_index, block, block_start, block_size, dealt_whp, dealt_psc, dealt_rcg FROM strata WHERE stratum = ?",
+            [.text(name)]
+        ) { r in
+            StratumState(
+                nextIndex: r.int(0) ?? 0, block: r.int(1) ?? -1, blockStart: r.int(2) ?? 0, blockSize: r.int(3) ?? 0,
+                dealt: ArmCounts(whp: r.int(4) ?? 0, psc: r.int(5) ?? 0, rcg: r.int(6) ?? 0))
         } ?? StratumState()
     }
 
     static func providerStratum(_ name: String, _ s: any SQLSession) throws -> ProviderStratumState {
-        try s.first("SELECT next_index, block, block_start, block_size, shares, dealt FROM provider_strata WHERE stratum = ?",
-                    [.text(name)]) { r in
-            ProviderStratumState(nextIndex: r.int(0) ?? 0, block: r.int(1) ?? -1, blockStart: r.int(2) ?? 0, blockSize: r.int(3) ?? 0,
-                                 shares: r.text(4) ?? "", dealtText: r.text(5) ?? "")
+        try s.first(
+            "SELECT next_index, block, block_start, block_size, shares, dealt FROM provider_strata WHERE stratum = ?",
+            [.text(name)]
+        ) { r in
+            ProviderStratumState(
+                nextIndex: r.int(0) ?? 0, block: r.int(1) ?? -1, blockStart: r.int(2) ?? 0, blockSize: r.int(3) ?? 0,
+                shares: r.text(4) ?? "", dealtText: r.text(5) ?? "")
         } ?? ProviderStratumState()
     }
 }

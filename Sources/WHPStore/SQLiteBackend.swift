@@ -52,8 +52,9 @@ public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
         guard create || FileManager.default.fileExists(atPath: path) else {
             throw StoreError("no store at \(path): run `whp init` first (or pass --data DIR or --store)")
         }
-        return SQLiteBackend(queue: try DatabaseQueue(path: path, configuration: configuration(readonly: readonly)), path: path,
-                             readonly: readonly)
+        return SQLiteBackend(
+            queue: try DatabaseQueue(path: path, configuration: configuration(readonly: readonly)), path: path,
+            readonly: readonly)
     }
 
     /// A throw-away database in memory, for `verify`'s rebuild.

@@ -126,15 +126,17 @@ enum Schema {
         for sql in dialected([events, meta], s.dialect) + derivedStatements(s.dialect, serviceIndexes: serviceIndexes) {
             try s.exec(sql, [])
         }
-        try s.exec("INSERT INTO store_meta(name, value) VALUES ('schema', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                   [.text(String(version))])
+        try s.exec(
+            "INSERT INTO store_meta(name, value) VALUES ('schema', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            [.text(String(version))])
     }
 
     /// The schema version a store's derived tables were built for: a store
     /// from before `store_meta` existed is 1.
     /// Asks the catalogue first: on PostgreSQL a failed statement would abort the transaction.
     static func storedVersion(_ s: any SQLSession) -> Int {
-        let probe = s.dialect == .sqlite
+        let probe =
+            s.dialect == .sqlite
             ? "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'store_meta'"
             : "SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'store_meta'"
         let tables: Int? = (try? s.first(probe) { $0.int(0) ?? 0 }) ?? nil

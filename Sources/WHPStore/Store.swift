@@ -36,7 +36,9 @@ public final class Store: @unchecked Sendable {
         if version != Schema.version {
             let writable: any StoreBackend
             do { writable = try backend.openForUpgrade() } catch {
-                throw StoreError("the store at \(backend.location) was laid out by another whp (schema \(version), this one is \(Schema.version)) and cannot be opened for writing to upgrade it (\(error)); open it once with write access, e.g. `whp serve`")
+                throw StoreError(
+                    "the store at \(backend.location) was laid out by another whp (schema \(version), this one is \(Schema.version)) and cannot be opened for writing to upgrade it (\(error)); open it once with write access, e.g. `whp serve`"
+                )
             }
             try upgrade(writable, from: version, logger: logger)
         }
@@ -144,4 +146,3 @@ public struct StoredEvent: Sendable {
     public var payloadText: String
     public var hash: String
 }
-

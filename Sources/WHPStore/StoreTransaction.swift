@@ -71,8 +71,9 @@ public struct StoreTransaction {
         // Keys are sorted once, for the hashed encoding and the stored JSON alike.
         let keys = flat.sortedKeys
         let hash = Chain.next(previous: previous, encoded: flat.encoded(sortedKeys: keys))
-        try s.exec(StoreTransaction.insertEvent,
-                   [.int(seq), .text(flat.type), .text(PayloadJSON.encode(flat.payload, sortedKeys: keys)), .text(hash.hex)])
+        try s.exec(
+            StoreTransaction.insertEvent,
+            [.int(seq), .text(flat.type), .text(PayloadJSON.encode(flat.payload, sortedKeys: keys)), .text(hash.hex)])
         try Projection.apply(event, seq: seq, s)
         head = ChainHead(seq: seq, hash: hash, recordedAt: event.recordedAt)
         return flat
@@ -91,13 +92,16 @@ public struct StoreTransaction {
     // MARK: reads
 
     public func trial() throws -> TrialRecord? {
-        try s.first("""
+        try s.first(
+            """
             SELECT trial_id, commitment, config_hash, frontline_rcg, rules, pseudonym_key_check, evaluation_key_check, started_on FROM trial
-            """) { r in
-            TrialRecord(trialID: r.text(0) ?? "", commitment: r.text(1) ?? "", configHash: r.text(2) ?? "", frontlineRCG: r.text(3) ?? "",
-                        rules: RulesVersion(rawValue: r.int(4) ?? 1) ?? .one, pseudonymKeyCheck: r.text(5).flatMap(Bytes32.init(hex:)),
-                        evaluationKeyCheck: r.text(6).flatMap(Bytes32.init(hex:)),
-                        startedOn: r.text(7).flatMap(CivilDate.init) ?? CivilDate(year: 1970, month: 1, day: 1)!)
+            """
+        ) { r in
+            TrialRecord(
+                trialID: r.text(0) ?? "", commitment: r.text(1) ?? "", configHash: r.text(2) ?? "", frontlineRCG: r.text(3) ?? "",
+                rules: RulesVersion(rawValue: r.int(4) ?? 1) ?? .one, pseudonymKeyCheck: r.text(5).flatMap(Bytes32.init(hex:)),
+                evaluationKeyCheck: r.text(6).flatMap(Bytes32.init(hex:)),
+                startedOn: r.text(7).flatMap(CivilDate.init) ?? CivilDate(year: 1970, month: 1, day: 1)!)
         }
     }
 
@@ -217,9 +221,11 @@ public struct StoreTransaction {
 
     /// Whether any identifier of the person has opted out (RULES2 R6).
     public func isOptedOut(person: Pseudonym) throws -> Bool {
-        try s.first("""
+        try s.first(
+            """
             SELECT 1 FROM opt_outs WHERE claimant = ? OR claimant IN (SELECT alias FROM links WHERE claimant = ?) LIMIT 1
-            """, [.text(person.hex), .text(person.hex)]) { _ in true } ?? false
+            """, [.text(person.hex), .text(person.hex)]
+        ) { _ in true } ?? false
     }
 
     // MARK: follow-up (RULES2 R14)
@@ -238,8 +244,10 @@ public struct StoreTransaction {
     /// The `shares_set` events of a district and arm, oldest first: (effective, shares, seq).
     public func sharesSet(district: String, arm: Arm) throws -> [(effective: CivilDate, shares: String, seq: Int)] {
         var out: [(effective: CivilDate, shares: String, seq: Int)] = []
-        try s.query("SELECT effective, shares, seq FROM shares WHERE district = ? AND arm = ? ORDER BY seq",
-                    [.text(district), .text(arm.rawValue)]) { r in
+        try s.query(
+            "SELECT effective, shares, seq FROM shares WHERE district = ? AND arm = ? ORDER BY seq",
+            [.text(district), .text(arm.rawValue)]
+        ) { r in
             if let d = r.text(0).flatMap(CivilDate.init), let sh = r.text(1), let seq = r.int(2) { out.append((d, sh, seq)) }
         }
         return out
@@ -251,21 +259,25 @@ public struct StoreTransaction {
     /// `referred` order), streamed from a cursor so memory stays flat however
     /// many rows there are. `claimant` is the person (RULES2 R6).
     public func forEachReferralFact(_ body: (ReferralFacts) throws -> Void) throws {
-        try s.stream("""
+        try s.stream(
+            """
             SELECT r.person, r.district, r.grp, r.referral_date, r.status, r.gk_date, r.rule, r.flag,
                    CASE WHEN EXISTS (SELECT 1 FROM opt_outs o WHERE o.claimant = r.person)
                           OR EXISTS (SELECT 1 FROM opt_outs o JOIN links l ON l.alias = o.claimant WHERE l.claimant = r.person)
                         THEN 1 ELSE 0 END AS opted
             FROM referrals r
             ORDER BY r.person, r.referred_seq
-            """, []) { r in
+            """, []
+        ) { r in
             guard let date = CivilDate(r.text(3) ?? ""), let state = r.text(4).flatMap(ReferralState.init(storedName:)) else {
                 throw StoreError("referral with a malformed stored row: run `whp verify`")
             }
-            try body(ReferralFacts(claimant: Pseudonym(hex: r.text(0) ?? ""), district: r.text(1) ?? "", group: r.text(2) ?? "",
-                                   referralDate: date, status: state.status,
-                                   gkDate: r.text(5).flatMap(CivilDate.init), rule: r.text(6), flag: r.text(7),
-                                   claimantReferralNumber: 0, optedOut: r.int(8) == 1))
+            try body(
+                ReferralFacts(
+                    claimant: Pseudonym(hex: r.text(0) ?? ""), district: r.text(1) ?? "", group: r.text(2) ?? "",
+                    referralDate: date, status: state.status,
+                    gkDate: r.text(5).flatMap(CivilDate.init), rule: r.text(6), flag: r.text(7),
+                    claimantReferralNumber: 0, optedOut: r.int(8) == 1))
         }
     }
 

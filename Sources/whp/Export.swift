@@ -31,8 +31,10 @@ struct Export: ParsableCommand {
     var noProgress = false
 
     func run() throws {
-        stdout(try EvaluationExport.run(paths: common.paths, format: format, precision: datePrecision, out: out,
-                                        progress: !noProgress && isatty(2) == 1, clock: try serviceClock()))
+        stdout(
+            try EvaluationExport.run(
+                paths: common.paths, format: format, precision: datePrecision, out: out,
+                progress: !noProgress && isatty(2) == 1, clock: try serviceClock()))
     }
 }
 

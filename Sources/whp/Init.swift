@@ -18,8 +18,9 @@ struct Init: ParsableCommand {
     @Option(help: ArgumentHelp("Where the public commitment file is written.", valueName: "DIR"))
     var seeds: String = "seeds"
 
-    @Option(name: .customLong("import-seed"),
-            help: ArgumentHelp("Use this seed file (64 hex digits, mode 0600) instead of drawing a new seed, e.g. one made in a key ceremony.", valueName: "FILE"))
+    @Option(
+        name: .customLong("import-seed"),
+        help: ArgumentHelp("Use this seed file (64 hex digits, mode 0600) instead of drawing a new seed, e.g. one made in a key ceremony.", valueName: "FILE"))
     var importSeed: String?
 
     func run() throws {
@@ -27,4 +28,3 @@ struct Init: ParsableCommand {
         stdout(summary)
     }
 }
-

@@ -53,4 +53,3 @@ struct Report: ParsableCommand {
         }
     }
 }
-

@@ -53,9 +53,11 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The trial's data folder: the store and keys/.", valueName: "DIR"))
     var data: String = ".whp"
 
-    @Option(name: .long, help: ArgumentHelp(
-        "Where the trial's events live: postgres://user@host:port/database for a PostgreSQL trial shared by several instances (password in PGPASSWORD or the URL; ?sslmode=disable|prefer|require). Default: the SQLite file DATA/whp.sqlite. Keys stay in DATA/keys either way.",
-        valueName: "URL"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Where the trial's events live: postgres://user@host:port/database for a PostgreSQL trial shared by several instances (password in PGPASSWORD or the URL; ?sslmode=disable|prefer|require). Default: the SQLite file DATA/whp.sqlite. Keys stay in DATA/keys either way.",
+            valueName: "URL"))
     var store: String?
 
     var paths: TrialPaths { TrialPaths(config: config, data: data, store: store) }

@@ -44,9 +44,8 @@ public final class InMemoryLogs: Sendable {
             get { metadata[key] }
             set { metadata[key] = newValue }
         }
-        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-                 file: String, function: String, line: UInt) {
-            sink.append(Entry(level: level, message: message.description))
+        func log(event: Logging.LogEvent) {
+            sink.append(Entry(level: event.level, message: event.message.description))
         }
     }
 }
@@ -60,9 +59,12 @@ public final class InProcessService: @unchecked Sendable {
 
     /// The same start-up path as `whp serve` (every guard), on the trial's
     /// store or on `backend` when one is given.
-    public init(_ trial: TrialFolder, now: String = "2019-06-01T12:00:00Z", backend: (any StoreBackend)? = nil) throws {
+    public init(
+        _ trial: TrialFolder, now: String = "2019-06-01T12:00:00Z", backend: (any StoreBackend)? = nil,
+        logs: InMemoryLogs = InMemoryLogs()
+    ) throws {
         clock = TestClock(now)
-        logs = InMemoryLogs()
+        self.logs = logs
         let paths = TrialPaths(config: trial.config.path, data: trial.data.path, store: trial.postgresURL)
         service = try ServeSetup.service(paths: paths, clock: clock, logger: logs.logger(), backend: backend)
     }

@@ -13,7 +13,10 @@ extension Store {
             p.arguments = ["sqlite3", "-bail", backend.location]
         } else {
             p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", "-", backend.location.firstIndex(of: "?").map { String(backend.location[..<$0]) } ?? backend.location]
+            p.arguments = [
+                "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", "-",
+                backend.location.firstIndex(of: "?").map { String(backend.location[..<$0]) } ?? backend.location,
+            ]
         }
         p.standardInput = input
         p.standardOutput = FileHandle.nullDevice

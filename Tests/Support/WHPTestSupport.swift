@@ -59,12 +59,15 @@ public func runWHP(_ args: [String], cwd: URL? = nil, env: [String: String] = [:
     }
     nonisolated(unsafe) var errData = Data()
     group.enter()
-    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    DispatchQueue.global().async {
+        errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave()
+    }
     let outData = out.fileHandleForReading.readDataToEndOfFile()
     group.wait()
     p.waitUntilExit()
-    return RunResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                     stderr: String(decoding: errData, as: UTF8.self))
+    return RunResult(
+        status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+        stderr: String(decoding: errData, as: UTF8.self))
 }
 
 /// Writing to a child that has exited (a start-up guard refused to run) must
@@ -283,7 +286,8 @@ public enum Req {
     }
 
     public static func refer(_ id: String, referral: String, nino: String, district: String, group: String = "disability", date: String) -> [String: Any] {
-        envelope(id, "refer", role: "work_coach", ["referral_id": referral, "claimant": ["nino": nino], "district": district, "group": group, "referral_date": date])
+        envelope(
+            id, "refer", role: "work_coach", ["referral_id": referral, "claimant": ["nino": nino], "district": district, "group": group, "referral_date": date])
     }
 
     public static func gatekeep(_ id: String, run: String, district: String, date: String, capacity: Int) -> [String: Any] {
@@ -291,8 +295,12 @@ public enum Req {
     }
 
     public static func decide(_ id: String, run: String, district: String, date: String, _ decisions: [(String, Bool)]) -> [String: Any] {
-        envelope(id, "gatekeep", role: "gatekeeper", ["run_id": run, "district": district, "gk_date": date,
-            "decisions": decisions.map { ["referral_id": $0.0, "decision": $0.1 ? "selected" : "not_selected"] }])
+        envelope(
+            id, "gatekeep", role: "gatekeeper",
+            [
+                "run_id": run, "district": district, "gk_date": date,
+                "decisions": decisions.map { ["referral_id": $0.0, "decision": $0.1 ? "selected" : "not_selected"] },
+            ])
     }
 
     /// A valid NINO for a number (distinct numbers give distinct claimants).
@@ -369,18 +377,21 @@ extension TrialFolder {
     public static let fixtureKeys = (
         seed: "0b30557a9fc4e90e33587da2c7ec11365b80a5caef14395e83a8cdf2173c6186",
         pseudonym: String(repeating: "a0", count: 32),
-        evaluation: String(repeating: "e0", count: 32))
+        evaluation: String(repeating: "e0", count: 32)
+    )
 
     /// A copy of the trial the previous release made (`Tests/Fixtures/rules1-demo`):
     /// its config, commitment file and store, with its public keys written
     /// into `data/keys` (mode 0600). On PostgreSQL the store is migrated there.
     public static func rules1Fixture() throws -> TrialFolder {
         let fixture = WHPBinary.repoRoot.appendingPathComponent("Tests/Fixtures/rules1-demo")
-        let t = try TrialFolder(trialTOML: try String(contentsOf: fixture.appendingPathComponent("district-config/trial.toml"), encoding: .utf8),
-                                districtsTOML: try String(contentsOf: fixture.appendingPathComponent("district-config/districts.toml"), encoding: .utf8))
+        let t = try TrialFolder(
+            trialTOML: try String(contentsOf: fixture.appendingPathComponent("district-config/trial.toml"), encoding: .utf8),
+            districtsTOML: try String(contentsOf: fixture.appendingPathComponent("district-config/districts.toml"), encoding: .utf8))
         let fm = FileManager.default
-        try fm.createDirectory(at: t.data.appendingPathComponent("keys"), withIntermediateDirectories: true,
-                               attributes: [.posixPermissions: 0o700])
+        try fm.createDirectory(
+            at: t.data.appendingPathComponent("keys"), withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700])
         for (name, hex) in [("seed.hex", fixtureKeys.seed), ("pseudonym.key", fixtureKeys.pseudonym), ("evaluation.key", fixtureKeys.evaluation)] {
             let url = t.data.appendingPathComponent("keys/" + name)
             try (hex + "\n").write(to: url, atomically: false, encoding: .utf8)

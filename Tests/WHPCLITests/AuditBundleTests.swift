@@ -40,8 +40,10 @@ import WHPTestSupport
         #expect(copied.map(\.1) == original.map(\.1))
 
         // <trial_id>.commitment.json: the published commitment.
-        let bundled = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("whp-demo.commitment.json"))) as? [String: String])
-        let published = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: t.seeds.appendingPathComponent("whp-demo.commitment.json"))) as? [String: String])
+        let bundled = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("whp-demo.commitment.json"))) as? [String: String])
+        let published = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: t.seeds.appendingPathComponent("whp-demo.commitment.json"))) as? [String: String])
         #expect(bundled == published)
 
         // Nothing else: no store, no keys.

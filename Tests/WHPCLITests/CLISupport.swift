@@ -25,8 +25,9 @@ struct VerifyReport {
 
     init(_ text: String) throws {
         let line = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let obj = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                               "verify --json prints one JSON object: \(text)")
+        let obj = try #require(
+            try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+            "verify --json prints one JSON object: \(text)")
         ok = try #require(obj["ok"] as? Bool)
         events = try #require(obj["events"] as? Int)
         head = try #require(obj["head"] as? String)
@@ -35,8 +36,9 @@ struct VerifyReport {
         for c in list {
             let name = try #require(c["name"] as? String)
             #expect(checks[name] == nil, "check \(name) is reported once")
-            checks[name] = Check(ok: try #require(c["ok"] as? Bool), detail: c["detail"] as? String ?? "",
-                                 firstBadSeq: c["first_bad_seq"] as? Int)
+            checks[name] = Check(
+                ok: try #require(c["ok"] as? Bool), detail: c["detail"] as? String ?? "",
+                firstBadSeq: c["first_bad_seq"] as? Int)
         }
         self.checks = checks
     }
@@ -49,8 +51,9 @@ struct VerifyReport {
         }
         #expect(!c.ok, "check \(name) should fail", sourceLocation: sourceLocation)
         if let seq {
-            #expect(c.firstBadSeq == seq, "check \(name): first_bad_seq \(c.firstBadSeq.map(String.init) ?? "absent"), expected \(seq) (\(c.detail))",
-                    sourceLocation: sourceLocation)
+            #expect(
+                c.firstBadSeq == seq, "check \(name): first_bad_seq \(c.firstBadSeq.map(String.init) ?? "absent"), expected \(seq) (\(c.detail))",
+                sourceLocation: sourceLocation)
         }
     }
 
@@ -74,7 +77,6 @@ func verifyBundleJSON(_ dir: URL, _ extra: [String] = []) throws -> (RunResult, 
     let r = try runWHP(["verify", "--json", "--bundle", dir.path] + extra)
     return (r, try VerifyReport(r.stdout))
 }
-
 
 /// Raw SQL on the store, as an insider with the database file would do it.
 func tamper(_ t: TrialFolder, _ sql: String) throws {
@@ -144,20 +146,26 @@ enum SmallTrial {
     static func requests() -> [[String: Any]] {
         var reqs: [[String: Any]] = []
         for n in 0..<9 {
-            reqs.append(Req.refer("rd\(n)", referral: "D-\(n)", nino: Req.nino(100 + n), district: devon,
-                                  group: n % 2 == 0 ? "disability" : "early_access", date: "2017-11-0\(1 + n)"))
+            reqs.append(
+                Req.refer(
+                    "rd\(n)", referral: "D-\(n)", nino: Req.nino(100 + n), district: devon,
+                    group: n % 2 == 0 ? "disability" : "early_access", date: "2017-11-0\(1 + n)"))
         }
         for n in 0..<6 {
-            reqs.append(Req.refer("rn\(n)", referral: "N-\(n)", nino: Req.nino(200 + n), district: north,
-                                  group: n % 2 == 0 ? "disability" : "early_access", date: "2017-11-0\(1 + n)"))
+            reqs.append(
+                Req.refer(
+                    "rn\(n)", referral: "N-\(n)", nino: Req.nino(200 + n), district: north,
+                    group: n % 2 == 0 ? "disability" : "early_access", date: "2017-11-0\(1 + n)"))
         }
         for n in 0..<4 {
             reqs.append(Req.refer("rs\(n)", referral: "S-\(n)", nino: Req.nino(300 + n), district: south, date: "2017-11-0\(1 + n)"))
         }
         reqs.append(Req.gatekeep("g1", run: "run-devon-1", district: devon, date: "2017-11-20", capacity: 6))
         reqs.append(Req.gatekeep("g2", run: "run-north-1", district: north, date: "2017-11-20", capacity: 4))
-        reqs.append(Req.decide("g3", run: "run-south-1", district: south, date: "2017-11-20",
-                               [("S-0", true), ("S-1", false), ("S-2", true)]))
+        reqs.append(
+            Req.decide(
+                "g3", run: "run-south-1", district: south, date: "2017-11-20",
+                [("S-0", true), ("S-1", false), ("S-2", true)]))
         for n in 9..<12 {
             reqs.append(Req.refer("rd\(n)", referral: "D-\(n)", nino: Req.nino(100 + n), district: devon, date: "2017-12-0\(n - 8)"))
         }

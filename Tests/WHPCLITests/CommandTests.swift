@@ -39,7 +39,9 @@ import WHPTestSupport
         #expect(!r.stderr.isEmpty)
     }
 
-    static let subcommands: [[String]] = [[], ["init"], ["serve"], ["verify"], ["checkpoint"], ["audit-bundle"], ["export"], ["report"], ["report", "consort"], ["report", "balance"], ["demo"]]
+    static let subcommands: [[String]] = [
+        [], ["init"], ["serve"], ["verify"], ["checkpoint"], ["audit-bundle"], ["export"], ["report"], ["report", "consort"], ["report", "balance"], ["demo"],
+    ]
 
     @Test(arguments: subcommands)
     func everySubcommandPrintsHelp(_ cmd: [String]) throws {
@@ -90,9 +92,11 @@ import WHPTestSupport
         #expect(!out.contains("FAILED"))
         #expect(out.contains("matches the published commitment"))
         // The demo's own store verifies again from outside, with the published seed.
-        let again = try runWHP(["verify", "--config", dir.appendingPathComponent("district-config").path,
-                                "--data", dir.appendingPathComponent(".whp").path, "--seeds", dir.appendingPathComponent("seeds").path,
-                                "--seed", dir.appendingPathComponent(".whp/keys/seed.hex").path])
+        let again = try runWHP([
+            "verify", "--config", dir.appendingPathComponent("district-config").path,
+            "--data", dir.appendingPathComponent(".whp").path, "--seeds", dir.appendingPathComponent("seeds").path,
+            "--seed", dir.appendingPathComponent(".whp/keys/seed.hex").path,
+        ])
         #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
     }
 
@@ -114,15 +118,19 @@ import WHPTestSupport
         let i = try t.initialise()
         #expect(i.status == 0)
         outputs.append(("init", i))
-        let lines = SmallTrial.requests().map(Req.line)
-            + [Req.line(Req.envelope("st", "status", role: "gatekeeper")),
-               Req.line(Req.envelope("oc", "outcome", role: "work_coach", ["referral_id": "D-0"])),
-               Req.line(Req.envelope("ds", "disclose", role: "work_coach", ["referral_id": "D-1", "reason": "audit test"])),
-               Req.line(Req.envelope("op", "opt_out", role: "evaluation_admin", ["claimant": ["nino": Req.nino(100)], "date": "2017-12-20"])),
-               "not json at all"]
+        let lines =
+            SmallTrial.requests().map(Req.line)
+            + [
+                Req.line(Req.envelope("st", "status", role: "gatekeeper")),
+                Req.line(Req.envelope("oc", "outcome", role: "work_coach", ["referral_id": "D-0"])),
+                Req.line(Req.envelope("ds", "disclose", role: "work_coach", ["referral_id": "D-1", "reason": "audit test"])),
+                Req.line(Req.envelope("op", "opt_out", role: "evaluation_admin", ["claimant": ["nino": Req.nino(100)], "date": "2017-12-20"])),
+                "not json at all",
+            ]
         // Serve with debug logging: a key must not leak into the logs either.
-        let s = try runWHP(["serve"] + t.common, env: ["WHP_NOW": "2019-06-01T12:00:00Z", "WHP_LOG": "debug"],
-                           stdin: Data((lines.joined(separator: "\n") + "\n").utf8))
+        let s = try runWHP(
+            ["serve"] + t.common, env: ["WHP_NOW": "2019-06-01T12:00:00Z", "WHP_LOG": "debug"],
+            stdin: Data((lines.joined(separator: "\n") + "\n").utf8))
         #expect(s.status == 0)
         #expect(s.stdout.split(separator: "\n").count == lines.count)
         #expect(s.stdout.split(separator: "\n").filter { $0.contains("\"ok\":true") }.count == lines.count - 1, "every request but the junk line succeeds")
@@ -138,9 +146,11 @@ import WHPTestSupport
         for (name, r) in outputs.dropFirst(2) { #expect(r.status == 0, "\(name): \(r.stderr)") }
 
         let keys = t.data.appendingPathComponent("keys")
-        let secrets = [("seed", try keyHex(t.seedFile)),
-                       ("pseudonym key", try keyHex(keys.appendingPathComponent("pseudonym.key"))),
-                       ("evaluation key", try keyHex(keys.appendingPathComponent("evaluation.key")))]
+        let secrets = [
+            ("seed", try keyHex(t.seedFile)),
+            ("pseudonym key", try keyHex(keys.appendingPathComponent("pseudonym.key"))),
+            ("evaluation key", try keyHex(keys.appendingPathComponent("evaluation.key"))),
+        ]
         for (what, hex) in secrets {
             try #require(hex.count == 64)
             for (name, r) in outputs {

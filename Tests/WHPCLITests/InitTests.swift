@@ -179,18 +179,27 @@ import WHPTestSupport
     static let northWeights = "name = \"Example North (example district)\"\npsc = false\ngatekeeper_rule = \"fifo\"\nweights = { WHP = 1, RCG = 1 }"
 
     static let badConfigs: [BadConfig] = [
-        BadConfig(name: "PSC weight in a psc = false district", edit: {
-            $0.replacingOccurrences(of: northWeights, with: northWeights.replacingOccurrences(of: "WHP = 1, RCG = 1", with: "WHP = 1, PSC = 1, RCG = 1"))
-        }, mentions: ["districts.toml", "example-north", "PSC"]),
-        BadConfig(name: "unknown key in a district", edit: {
-            $0.replacingOccurrences(of: "name = \"Example North (example district)\"", with: "name = \"Example North (example district)\"\ncolour = \"red\"")
-        }, mentions: ["districts.toml", "example-north", "colour"]),
-        BadConfig(name: "duplicate district id", edit: {
-            $0.replacingOccurrences(of: "id = \"example-south\"", with: "id = \"example-north\"")
-        }, mentions: ["districts.toml", "example-north", "id", "duplicate"]),
-        BadConfig(name: "all weights zero", edit: {
-            $0.replacingOccurrences(of: "weights = { WHP = 2, RCG = 1 }", with: "weights = { WHP = 0, RCG = 0 }")
-        }, mentions: ["districts.toml", "example-south", "weights"]),
+        BadConfig(
+            name: "PSC weight in a psc = false district",
+            edit: {
+                $0.replacingOccurrences(of: northWeights, with: northWeights.replacingOccurrences(of: "WHP = 1, RCG = 1", with: "WHP = 1, PSC = 1, RCG = 1"))
+            }, mentions: ["districts.toml", "example-north", "PSC"]),
+        BadConfig(
+            name: "unknown key in a district",
+            edit: {
+                $0.replacingOccurrences(
+                    of: "name = \"Example North (example district)\"", with: "name = \"Example North (example district)\"\ncolour = \"red\"")
+            }, mentions: ["districts.toml", "example-north", "colour"]),
+        BadConfig(
+            name: "duplicate district id",
+            edit: {
+                $0.replacingOccurrences(of: "id = \"example-south\"", with: "id = \"example-north\"")
+            }, mentions: ["districts.toml", "example-north", "id", "duplicate"]),
+        BadConfig(
+            name: "all weights zero",
+            edit: {
+                $0.replacingOccurrences(of: "weights = { WHP = 2, RCG = 1 }", with: "weights = { WHP = 0, RCG = 0 }")
+            }, mentions: ["districts.toml", "example-south", "weights"]),
     ]
 
     @Test(arguments: badConfigs)

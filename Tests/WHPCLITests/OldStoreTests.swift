@@ -38,10 +38,11 @@ struct OldStoreTests {
 
         // R-001 was not selected on 2017-11-13, decided on 2017-12-27: under
         // rules 1 its lock ends 42 days after the gatekeeper date (2017-12-25).
-        let (_, eligibility) = try t.serve([
-            Req.line(Req.envelope("e1", "eligibility", role: "work_coach", ["claimant": ["nino": "JT 43 41 65 B"], "date": "2017-12-25"])),
-            Req.line(Req.refer("n1", referral: "R-NEW-1", nino: "JT434165B", district: "devon-cornwall", date: "2017-12-27")),
-        ], now: "2017-12-28T09:00:00Z")
+        let (_, eligibility) = try t.serve(
+            [
+                Req.line(Req.envelope("e1", "eligibility", role: "work_coach", ["claimant": ["nino": "JT 43 41 65 B"], "date": "2017-12-25"])),
+                Req.line(Req.refer("n1", referral: "R-NEW-1", nino: "JT434165B", district: "devon-cornwall", date: "2017-12-27")),
+            ], now: "2017-12-28T09:00:00Z")
         #expect(eligibility[0].contains("\"eligible\":true"), "\(eligibility)")
         #expect(eligibility[1].contains("\"ok\":true"), "\(eligibility)")
         #expect(try t.verify(["--seed", t.seedFile.path]).status == 0)

@@ -38,7 +38,8 @@ import WHPTestSupport
         let target = try #require(SmallTrial.allocations(try readLog(t)).first { $0.payload["district"] == SmallTrial.devon && $0.payload["index"] == "3" })
         let rid = try #require(target.payload["referral_id"])
         let newArm = target.payload["arm"] == "WHP" ? "RCG" : "WHP"
-        try tamper(t, "UPDATE referrals SET arm = \(sqlQuote(newArm)), status = \(sqlQuote("allocated_" + newArm.lowercased())) WHERE referral_id = \(sqlQuote(rid))")
+        try tamper(
+            t, "UPDATE referrals SET arm = \(sqlQuote(newArm)), status = \(sqlQuote("allocated_" + newArm.lowercased())) WHERE referral_id = \(sqlQuote(rid))")
 
         let (r, report) = try verifyJSON(t, ["--seed", t.seedFile.path])
         #expect(r.status == 1)
@@ -58,7 +59,9 @@ import WHPTestSupport
         let target = try #require(SmallTrial.allocations(try readLog(t)).first { $0.payload["district"] == SmallTrial.devon && $0.payload["index"] == "4" })
         let arm = try #require(target.payload["arm"])
         let newArm = arm == "WHP" ? "RCG" : "WHP"
-        try tamper(t, "UPDATE events SET payload = REPLACE(payload, \(sqlQuote("\"arm\":\"\(arm)\"")), \(sqlQuote("\"arm\":\"\(newArm)\""))) WHERE seq = \(target.seq)")
+        try tamper(
+            t, "UPDATE events SET payload = REPLACE(payload, \(sqlQuote("\"arm\":\"\(arm)\"")), \(sqlQuote("\"arm\":\"\(newArm)\""))) WHERE seq = \(target.seq)"
+        )
         let after = try #require(try readLog(t).first { $0.seq == target.seq })
         try #require(after.payload["arm"] == newArm, "the tamper changed the stored arm")
 

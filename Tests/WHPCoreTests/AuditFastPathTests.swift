@@ -26,12 +26,14 @@ struct TrialLogGenerator {
     static func make(stratify: Bool, method: AllocationMethod, rcg: FrontlineRCG) -> TrialLogGenerator {
         let config = TrialConfig(
             trialID: "whp-test", method: method, blockMultipliers: [1, 2], stratifyByGroup: stratify, frontlineRCG: rcg,
-            groups: ["disability", "early_access"], districts: [
+            groups: ["disability", "early_access"],
+            districts: [
                 District(id: "devon-cornwall", name: "D", psc: true, gatekeeperRule: .lottery, weights: Weights(whp: 1, psc: 1, rcg: 1)),
                 District(id: "north", name: "N", psc: false, gatekeeperRule: .fifo, weights: Weights(whp: 2, rcg: 1)),
             ])
-        return TrialLogGenerator(config: config, configHash: Crypto.sha256(Array("config".utf8)),
-                                 seed: Bytes32(hex: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")!)
+        return TrialLogGenerator(
+            config: config, configHash: Crypto.sha256(Array("config".utf8)),
+            seed: Bytes32(hex: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")!)
     }
 
     func log(_ rng: inout TestRNG, referrals n: Int) -> [StoredEvent] {
@@ -41,9 +43,16 @@ struct TrialLogGenerator {
             clock = Instant(seconds: clock.seconds + rng.below(3) * 3600)
             return clock.iso
         }
-        payloads.append(("trial_started", config.trialStartedPayload(
-            commitment: Derivation.commitment(trialID: config.trialID, seed: seed), configHash: configHash, recordedAt: clock)))
-        struct R { var id: String; var claimant: String; var district: String; var group: String; var date: CivilDate; var seq: Int; var pending = true; var decided = false; var flagged = false }
+        payloads.append(
+            (
+                "trial_started",
+                config.trialStartedPayload(
+                    commitment: Derivation.commitment(trialID: config.trialID, seed: seed), configHash: configHash, recordedAt: clock)
+            ))
+        struct R {
+            var id: String; var claimant: String; var district: String; var group: String; var date: CivilDate; var seq: Int; var pending = true;
+            var decided = false; var flagged = false
+        }
         var refs: [R] = []
         var strata: [String: StratumState] = [:]
         let claimants = (0..<max(4, n / 2)).map { i in Crypto.sha256(Array("claimant \(i)".utf8)).hex }
@@ -56,8 +65,14 @@ struct TrialLogGenerator {
                 let id = "R\(refs.count)"
                 let ref = R(id: id, claimant: claimants[rng.below(claimants.count)], district: d.id, group: g, date: day, seq: payloads.count + 1)
                 refs.append(ref)
-                payloads.append(("referred", ["referral_id": id, "claimant": ref.claimant, "district": d.id, "group": g,
-                                              "referral_date": day.iso, "actor": "work_coach:WC\(rng.below(9))", "recorded_at": at()]))
+                payloads.append(
+                    (
+                        "referred",
+                        [
+                            "referral_id": id, "claimant": ref.claimant, "district": d.id, "group": g,
+                            "referral_date": day.iso, "actor": "work_coach:WC\(rng.below(9))", "recorded_at": at(),
+                        ]
+                    ))
             } else if r == 6, let k = refs.indices.filter({ refs[$0].pending }).randomElement(using: &rng) {
                 refs[k].pending = false
                 payloads.append(("cancelled", ["referral_id": refs[k].id, "reason": "mistake", "actor": "work_coach:WC1", "recorded_at": at()]))
@@ -72,14 +87,18 @@ struct TrialLogGenerator {
                 runNo += 1
                 let runID = "gk-\(runNo)"
                 let capacity = rng.below(pending.count + 2)
-                let sel = GatekeeperSelection.select(pending.map { PendingReferral(referralID: refs[$0].id, referralDate: refs[$0].date, referredSeq: refs[$0].seq) },
-                                                     capacity: capacity, rule: d.gatekeeperRule) {
+                let sel = GatekeeperSelection.select(
+                    pending.map { PendingReferral(referralID: refs[$0].id, referralDate: refs[$0].date, referredSeq: refs[$0].seq) },
+                    capacity: capacity, rule: d.gatekeeperRule
+                ) {
                     Derivation.lotteryKey(seed: seed, trialID: config.trialID, runID: runID, referralID: $0)
                 }
                 for k in pending {
-                    var p = ["run_id": runID, "referral_id": refs[k].id, "gk_date": gk.iso, "rule": d.gatekeeperRule.rawValue,
-                             "decision": sel.selected.contains(refs[k].id) ? "selected" : "not_selected",
-                             "capacity": String(capacity), "actor": "gatekeeper:GK", "recorded_at": at()]
+                    var p = [
+                        "run_id": runID, "referral_id": refs[k].id, "gk_date": gk.iso, "rule": d.gatekeeperRule.rawValue,
+                        "decision": sel.selected.contains(refs[k].id) ? "selected" : "not_selected",
+                        "capacity": String(capacity), "actor": "gatekeeper:GK", "recorded_at": at(),
+                    ]
                     if let key = sel.keys[refs[k].id] { p["lottery_key"] = key.hex }
                     payloads.append(("gatekeeper_decision", p))
                     refs[k].pending = false
@@ -87,12 +106,15 @@ struct TrialLogGenerator {
                 }
                 for k in pending where sel.selected.contains(refs[k].id) {
                     let stratum = config.stratum(district: d.id, group: refs[k].group)
-                    let (draw, next) = Allocator.next(state: strata[stratum] ?? StratumState(), seed: seed, trialID: config.trialID, stratum: stratum,
-                                                      weights: d.weights, method: config.method, multipliers: config.blockMultipliers)
+                    let (draw, next) = Allocator.next(
+                        state: strata[stratum] ?? StratumState(), seed: seed, trialID: config.trialID, stratum: stratum,
+                        weights: d.weights, method: config.method, multipliers: config.blockMultipliers)
                     strata[stratum] = next
-                    var p = ["referral_id": refs[k].id, "run_id": runID, "gk_date": gk.iso, "claimant": refs[k].claimant,
-                             "district": d.id, "group": refs[k].group, "stratum": stratum, "index": String(draw.index),
-                             "arm": draw.arm.rawValue, "alloc_seed": draw.allocSeed.hex, "recorded_at": at()]
+                    var p = [
+                        "referral_id": refs[k].id, "run_id": runID, "gk_date": gk.iso, "claimant": refs[k].claimant,
+                        "district": d.id, "group": refs[k].group, "stratum": stratum, "index": String(draw.index),
+                        "arm": draw.arm.rawValue, "alloc_seed": draw.allocSeed.hex, "recorded_at": at(),
+                    ]
                     if let b = draw.block, let s = draw.blockSize, let pos = draw.position {
                         p["block"] = String(b); p["block_size"] = String(s); p["position"] = String(pos)
                     }
@@ -103,22 +125,34 @@ struct TrialLogGenerator {
                 case 0:
                     if let k = refs.indices.filter({ refs[$0].decided && !refs[$0].flagged }).randomElement(using: &rng) {
                         refs[k].flagged = true
-                        payloads.append(("flagged_in_error", ["referral_id": refs[k].id, "reason": "duplicate", "actor": "gatekeeper:GK", "recorded_at": at()]))
+                        payloads.append(
+                            ("flagged_in_error", ["referral_id": refs[k].id, "reason": "duplicate", "actor": "gatekeeper:GK", "recorded_at": at()]))
                     }
                 case 1:
-                    payloads.append(("opted_out", ["claimant": claimants[rng.below(claimants.count)], "date": "2017-11-20", "actor": "evaluation_admin:EV2", "recorded_at": at()]))
+                    payloads.append(
+                        (
+                            "opted_out",
+                            ["claimant": claimants[rng.below(claimants.count)], "date": "2017-11-20", "actor": "evaluation_admin:EV2", "recorded_at": at()]
+                        ))
                 case 2:
                     if let k = refs.indices.randomElement(using: &rng) {
                         payloads.append(("disclosed", ["referral_id": refs[k].id, "reason": "asked", "actor": "work_coach:WC3", "recorded_at": at()]))
                     }
                 default:
-                    payloads.append(("export_made", ["manifest_sha256": Crypto.sha256([UInt8(rng.below(256))]).hex, "rows": "3",
-                                                     "removed_opted_out": "0", "recorded_at": at()]))
+                    payloads.append(
+                        (
+                            "export_made",
+                            [
+                                "manifest_sha256": Crypto.sha256([UInt8(rng.below(256))]).hex, "rows": "3",
+                                "removed_opted_out": "0", "recorded_at": at(),
+                            ]
+                        ))
                 }
             }
         }
-        return TrialLogGenerator.chain(payloads.enumerated().map { (i, p) in (i + 1, p.0, PayloadJSON.encode(p.1)) },
-                                       trialID: config.trialID, commitment: Derivation.commitment(trialID: config.trialID, seed: seed))
+        return TrialLogGenerator.chain(
+            payloads.enumerated().map { (i, p) in (i + 1, p.0, PayloadJSON.encode(p.1)) },
+            trialID: config.trialID, commitment: Derivation.commitment(trialID: config.trialID, seed: seed))
     }
 
     /// Hashes as the store does; a payload that does not decode keeps a hash of its text so the chain goes on.
@@ -142,20 +176,27 @@ extension TestRNG: RandomNumberGenerator {}
 @Suite struct AuditFastPathTests {
     struct Outcome: Equatable, CustomStringConvertible {
         var events: Int, head: String, checks: [CheckResult]
-        var description: String { checks.filter { !$0.ok }.map { "\($0.name)@\($0.firstBadSeq.map(String.init) ?? "-"): \($0.detail)" }.joined(separator: "\n") }
+        var description: String {
+            checks.filter { !$0.ok }.map { "\($0.name)@\($0.firstBadSeq.map(String.init) ?? "-"): \($0.detail)" }.joined(separator: "\n")
+        }
     }
 
     static func reference(_ g: TrialLogGenerator, _ log: [StoredEvent], seed: Bool, file: Bool) -> Outcome {
-        var v = ReferenceAuditVerifier(config: g.config, configHash: g.configHash, seed: seed ? g.seed : nil,
-                                       commitmentFile: file ? (g.config.trialID, Derivation.commitment(trialID: g.config.trialID, seed: g.seed).hex, g.configHash.hex) : nil)
+        var v = ReferenceAuditVerifier(
+            config: g.config, configHash: g.configHash, seed: seed ? g.seed : nil,
+            commitmentFile: file ? (g.config.trialID, Derivation.commitment(trialID: g.config.trialID, seed: g.seed).hex, g.configHash.hex) : nil)
         for e in log { v.consume(seq: e.seq, type: e.type, payload: try? PayloadJSON.decode(e.payloadText), storedHash: e.hash) }
         let r = v.finish(events: log.count, head: log.last?.hash ?? "")
         return Outcome(events: r.events, head: r.head, checks: r.checks)
     }
 
     static func fast(_ g: TrialLogGenerator, _ log: [StoredEvent], seed: Bool, file: Bool, text: Bool) -> Outcome {
-        var v = AuditVerifier(config: g.config, configHash: g.configHash, seed: seed ? g.seed : nil,
-                              commitmentFile: file ? PublishedCommitment(trialID: g.config.trialID, commitment: Derivation.commitment(trialID: g.config.trialID, seed: g.seed).hex, configHash: g.configHash.hex) : nil)
+        var v = AuditVerifier(
+            config: g.config, configHash: g.configHash, seed: seed ? g.seed : nil,
+            commitmentFile: file
+                ? PublishedCommitment(
+                    trialID: g.config.trialID, commitment: Derivation.commitment(trialID: g.config.trialID, seed: g.seed).hex, configHash: g.configHash.hex)
+                : nil)
         for e in log {
             if text {
                 v.consume(seq: e.seq, type: e.type, payloadText: e.payloadText, storedHash: e.hash)
@@ -252,9 +293,11 @@ extension TestRNG: RandomNumberGenerator {}
             let k = keys[rng.below(keys.count)]
             var d = dict
             let v = d[k]!
-            let spellings = ["+" + v, "0" + v, "-" + v, v.uppercased(), v + " ", " " + v, "", "-0", "+0", "9223372036854775807",
-                             "9223372036854775808", "１", String(v.dropLast()), v + "0", "2017-02-29", "2017-13-01", "2017-1-01",
-                             "2017-11-20T24:00:00Z", "2017-11-20T23:59:60Z", "2017-11-20 09:00:00Z", "wHP", "RCG", "PSC"]
+            let spellings = [
+                "+" + v, "0" + v, "-" + v, v.uppercased(), v + " ", " " + v, "", "-0", "+0", "9223372036854775807",
+                "9223372036854775808", "１", String(v.dropLast()), v + "0", "2017-02-29", "2017-13-01", "2017-1-01",
+                "2017-11-20T24:00:00Z", "2017-11-20T23:59:60Z", "2017-11-20 09:00:00Z", "wHP", "RCG", "PSC",
+            ]
             d[k] = spellings[rng.below(spellings.count)]
             return reencode(d, shuffled: false)
         case 10 where !keys.isEmpty:  // canonically equivalent but different spellings
@@ -265,9 +308,11 @@ extension TestRNG: RandomNumberGenerator {}
             if rng.below(3) == 0 { d[forms[rng.below(forms.count)]] = "v"; d[forms[rng.below(forms.count)]] = "w" }
             return reencode(d, shuffled: rng.below(2) == 0)
         case 11:  // not a flat object of strings
-            let bad = ["", " ", "{", "}", "[]", "null", "\"x\"", "{\"a\":1}", "{\"a\":null}", "{\"a\":{\"b\":\"c\"}}", "{\"a\":\"b\",}",
-                       "{,\"a\":\"b\"}", "{\"a\" \"b\"}", "{\"a\":\"b\"} x", "\u{FEFF}{}", "{\"a\":\"b\"}{}", "{\"a\":\"\u{1}\"}", "{\"a\":\"\\x\"}",
-                       "{\"a\":\"\\ud800\"}", "{\"a\":\"\\u00\"}", "{\"a\":'b'}", "{a:\"b\"}", "{}", "{ }", "\t{}\r\n", "{\"\":\"\"}"]
+            let bad = [
+                "", " ", "{", "}", "[]", "null", "\"x\"", "{\"a\":1}", "{\"a\":null}", "{\"a\":{\"b\":\"c\"}}", "{\"a\":\"b\",}",
+                "{,\"a\":\"b\"}", "{\"a\" \"b\"}", "{\"a\":\"b\"} x", "\u{FEFF}{}", "{\"a\":\"b\"}{}", "{\"a\":\"\u{1}\"}", "{\"a\":\"\\x\"}",
+                "{\"a\":\"\\ud800\"}", "{\"a\":\"\\u00\"}", "{\"a\":'b'}", "{a:\"b\"}", "{}", "{ }", "\t{}\r\n", "{\"\":\"\"}",
+            ]
             return bad[rng.below(bad.count)]
         case 12:  // raw invalid UTF-8 / control bytes
             if !u.isEmpty { u.insert([0xFF, 0xC0, 0xED, 0x01, 0x7F, 0x80][rng.below(6)], at: rng.below(u.count)) }
@@ -314,8 +359,9 @@ extension TestRNG: RandomNumberGenerator {}
                 }
                 Self.neverMoreLenient(g, log, "generator \(gi) round \(round), edits kept")
                 // The same edits with the chain re-computed, so the rules behind the chain are what catch them.
-                let rechained = TrialLogGenerator.chain(log.map { ($0.seq, $0.type, $0.payloadText) }, trialID: g.config.trialID,
-                                                        commitment: Derivation.commitment(trialID: g.config.trialID, seed: g.seed))
+                let rechained = TrialLogGenerator.chain(
+                    log.map { ($0.seq, $0.type, $0.payloadText) }, trialID: g.config.trialID,
+                    commitment: Derivation.commitment(trialID: g.config.trialID, seed: g.seed))
                 Self.neverMoreLenient(g, rechained, "generator \(gi) round \(round), re-chained")
             }
         }
@@ -346,21 +392,26 @@ extension TestRNG: RandomNumberGenerator {}
     }
 
     @Test func fixedCases() {
-        for t in ["{}", " {} ", "{\"a\":\"b\"}", "{\"b\":\"1\",\"a\":\"2\"}", "{\"a\":\"1\",\"a\":\"2\"}", "{\"a\":\"1\",\"b\":\"2\",\"a\":\"3\"}",
-                  "{\"ab\":\"1\",\"a\":\"2\"}", "{\"a\":\"1\",\"ab\":\"2\"}", "{\"\":\"\"}", "{\"\":\"1\",\"\":\"2\"}", "", " ", "{", "{\"a\"}",
-                  "{\"a\":}", "{\"a\":\"b\",}", "{\"a\":\"b\"", "{\"a\":\"b\"}}", "{\"a\":1}", "{\"a\":true}", "{\"a\":[]}", "[]", "\"a\"",
-                  "{\"a\":\"b\"}\u{0}", "{\"a\":\"\t\"}", "{\"a\":\"\\t\"}", "{\"a\":\"\\u0041\"}", "{\"\\u0061\":\"1\",\"a\":\"2\"}",
-                  "{\"K\":\"1\",\"\u{212A}\":\"2\"}", "{\"e\u{301}\":\"1\",\"\u{E9}\":\"2\"}", "{\"é\":\"1\"}", "\u{FEFF}{}",
-                  "{\"a\":\"b\"}\n", "\n\r\t {\n\"a\"\n:\n\"b\"\n}\n", "{\"a\":\"b\" , \"c\" : \"d\"}", "{\"referral_id\":\"R-1\"}",
-                  "{\"a\":\"\u{7F}\"}", "{\"a\":\"\\/\"}", "{ \"a\":\"b\",\"b\":\"c\",\"c\":\"d\",\"d\":\"e\",\"e\":\"f\",\"f\":\"g\",\"g\":\"h\",\"h\":\"i\",\"a\":\"j\"}"] {
+        for t in [
+            "{}", " {} ", "{\"a\":\"b\"}", "{\"b\":\"1\",\"a\":\"2\"}", "{\"a\":\"1\",\"a\":\"2\"}", "{\"a\":\"1\",\"b\":\"2\",\"a\":\"3\"}",
+            "{\"ab\":\"1\",\"a\":\"2\"}", "{\"a\":\"1\",\"ab\":\"2\"}", "{\"\":\"\"}", "{\"\":\"1\",\"\":\"2\"}", "", " ", "{", "{\"a\"}",
+            "{\"a\":}", "{\"a\":\"b\",}", "{\"a\":\"b\"", "{\"a\":\"b\"}}", "{\"a\":1}", "{\"a\":true}", "{\"a\":[]}", "[]", "\"a\"",
+            "{\"a\":\"b\"}\u{0}", "{\"a\":\"\t\"}", "{\"a\":\"\\t\"}", "{\"a\":\"\\u0041\"}", "{\"\\u0061\":\"1\",\"a\":\"2\"}",
+            "{\"K\":\"1\",\"\u{212A}\":\"2\"}", "{\"e\u{301}\":\"1\",\"\u{E9}\":\"2\"}", "{\"é\":\"1\"}", "\u{FEFF}{}",
+            "{\"a\":\"b\"}\n", "\n\r\t {\n\"a\"\n:\n\"b\"\n}\n", "{\"a\":\"b\" , \"c\" : \"d\"}", "{\"referral_id\":\"R-1\"}",
+            "{\"a\":\"\u{7F}\"}", "{\"a\":\"\\/\"}",
+            "{ \"a\":\"b\",\"b\":\"c\",\"c\":\"d\",\"d\":\"e\",\"e\":\"f\",\"f\":\"g\",\"g\":\"h\",\"h\":\"i\",\"a\":\"j\"}",
+        ] {
             Self.check(t)
         }
     }
 
     @Test func generatedCases() {
         var rng = TestRNG(13)
-        let alphabet: [String] = ["{", "}", "\"", ":", ",", " ", "\n", "a", "b", "referral_id", "1", "\\", "\\\"", "\\u0041", "é", "\u{212A}", "K",
-                                  "[", "]", "null", "\u{1}", "\t", "x"]
+        let alphabet: [String] = [
+            "{", "}", "\"", ":", ",", " ", "\n", "a", "b", "referral_id", "1", "\\", "\\\"", "\\u0041", "é", "\u{212A}", "K",
+            "[", "]", "null", "\u{1}", "\t", "x",
+        ]
         for _ in 0..<4000 {
             var s = ""
             for _ in 0..<rng.below(14) { s += alphabet[rng.below(alphabet.count)] }

@@ -11,16 +11,19 @@ import Testing
 @Suite("Permuted-block balance")
 struct BlockBalanceTests {
 
-    static func run(_ count: Int, stratum: String, weights: Weights, multipliers: [Int],
-                    method: AllocationMethod = .permutedBlock) throws -> [AllocationDraw] {
+    static func run(
+        _ count: Int, stratum: String, weights: Weights, multipliers: [Int],
+        method: AllocationMethod = .permutedBlock
+    ) throws -> [AllocationDraw] {
         let seed = try Fixture.seed()
         let trialID = try Fixture.vectors().trial_id
         var state = StratumState()
         var draws: [AllocationDraw] = []
         draws.reserveCapacity(count)
         for _ in 0..<count {
-            let (d, next) = Allocator.next(state: state, seed: seed, trialID: trialID, stratum: stratum,
-                                           weights: weights, method: method, multipliers: multipliers)
+            let (d, next) = Allocator.next(
+                state: state, seed: seed, trialID: trialID, stratum: stratum,
+                weights: weights, method: method, multipliers: multipliers)
             draws.append(d)
             state = next
         }
@@ -133,8 +136,9 @@ struct BlockBalanceTests {
             var dealt = ArmCounts()
             for d in draws[(k - 1 - pos)..<k] { dealt[d.arm] += 1 }
             let state = StratumState(nextIndex: k, block: block, blockStart: k - 1 - pos, blockSize: size, dealt: dealt)
-            let (next, _) = Allocator.next(state: state, seed: seed, trialID: trialID, stratum: "devon-cornwall",
-                                           weights: w, method: .permutedBlock, multipliers: [1, 2])
+            let (next, _) = Allocator.next(
+                state: state, seed: seed, trialID: trialID, stratum: "devon-cornwall",
+                weights: w, method: .permutedBlock, multipliers: [1, 2])
             #expect(next == draws[k], "resumed after \(k)")
         }
     }

@@ -65,12 +65,15 @@ struct ConfigTests {
         #expect(c.frontlineRCG == .hidden)
         #expect(c.groups == ["disability", "early_access"])
         #expect(c.locks == LockLengths(notSelectedDays: 42, rcgMonths: 24, allocatedMonths: 24))
-        #expect(c.districts == [
-            District(id: "devon-cornwall", name: "Devon and Cornwall", psc: true, gatekeeperRule: .fifo,
-                     weights: Weights(whp: 1, psc: 1, rcg: 1)),
-            District(id: "example-north", name: "Example North", psc: false, gatekeeperRule: .lottery,
-                     weights: Weights(whp: 2, psc: 0, rcg: 1)),
-        ])
+        #expect(
+            c.districts == [
+                District(
+                    id: "devon-cornwall", name: "Devon and Cornwall", psc: true, gatekeeperRule: .fifo,
+                    weights: Weights(whp: 1, psc: 1, rcg: 1)),
+                District(
+                    id: "example-north", name: "Example North", psc: false, gatekeeperRule: .lottery,
+                    weights: Weights(whp: 2, psc: 0, rcg: 1)),
+            ])
         #expect(c.district("example-north")?.weights.total == 3)
         #expect(c.district("nowhere") == nil)
     }
@@ -104,12 +107,14 @@ struct ConfigTests {
         var testDescription: String { label }
 
         static func trial(_ label: String, _ old: String, _ new: String, key: String?) -> Case {
-            Case(label: label, trial: ConfigTests.replacing(ConfigTests.trialTOML, old, new), districts: ConfigTests.districtsTOML,
-                 file: "trial.toml", district: nil, key: key)
+            Case(
+                label: label, trial: ConfigTests.replacing(ConfigTests.trialTOML, old, new), districts: ConfigTests.districtsTOML,
+                file: "trial.toml", district: nil, key: key)
         }
         static func districts(_ label: String, _ old: String, _ new: String, district: String?, key: String?) -> Case {
-            Case(label: label, trial: ConfigTests.trialTOML, districts: ConfigTests.replacing(ConfigTests.districtsTOML, old, new),
-                 file: "districts.toml", district: district, key: key)
+            Case(
+                label: label, trial: ConfigTests.trialTOML, districts: ConfigTests.replacing(ConfigTests.districtsTOML, old, new),
+                file: "districts.toml", district: district, key: key)
         }
     }
 
@@ -121,19 +126,24 @@ struct ConfigTests {
         .trial("unknown trial key", "method =", "colour = \"blue\"\nmethod =", key: "colour"),
         .trial("unknown locks key", "rcg_months = 24", "rcg_months = 24\nextra_days = 3", key: "locks.extra_days"),
         .districts("unknown district key", north, north + "\nregion = \"north\"", district: "example-north", key: "region"),
-        .districts("unknown weights arm", northWeights, "weights = { WHP = 2, RCG = 1, XYZ = 1 }",
-                   district: "example-north", key: "weights.XYZ"),
-        .districts("lower-case arm name", northWeights, "weights = { whp = 2, RCG = 1 }",
-                   district: "example-north", key: "weights.whp"),
-        .districts("PSC weight where psc = false", northWeights, "weights = { WHP = 2, PSC = 1, RCG = 1 }",
-                   district: "example-north", key: "weights.PSC"),
+        .districts(
+            "unknown weights arm", northWeights, "weights = { WHP = 2, RCG = 1, XYZ = 1 }",
+            district: "example-north", key: "weights.XYZ"),
+        .districts(
+            "lower-case arm name", northWeights, "weights = { whp = 2, RCG = 1 }",
+            district: "example-north", key: "weights.whp"),
+        .districts(
+            "PSC weight where psc = false", northWeights, "weights = { WHP = 2, PSC = 1, RCG = 1 }",
+            district: "example-north", key: "weights.PSC"),
         .districts("all weights 0", northWeights, "weights = { WHP = 0, RCG = 0 }", district: "example-north", key: "weights"),
         .districts("empty weights", northWeights, "weights = {}", district: "example-north", key: "weights"),
-        .districts("a PSC district with all weights 0", devonWeights, "weights = { WHP = 0, PSC = 0, RCG = 0 }",
-                   district: "devon-cornwall", key: "weights"),
+        .districts(
+            "a PSC district with all weights 0", devonWeights, "weights = { WHP = 0, PSC = 0, RCG = 0 }",
+            district: "devon-cornwall", key: "weights"),
         .districts("negative weight", northWeights, "weights = { WHP = -1, RCG = 1 }", district: "example-north", key: "weights.WHP"),
-        .districts("negative PSC weight", devonWeights, "weights = { WHP = 1, PSC = -2, RCG = 1 }",
-                   district: "devon-cornwall", key: "weights.PSC"),
+        .districts(
+            "negative PSC weight", devonWeights, "weights = { WHP = 1, PSC = -2, RCG = 1 }",
+            district: "devon-cornwall", key: "weights.PSC"),
         .districts("duplicate district id", north, "id = \"devon-cornwall\"", district: "devon-cornwall", key: "id"),
         .trial("empty block_multipliers", "[1, 2]", "[]", key: "block_multipliers"),
         .trial("multiplier 0", "[1, 2]", "[1, 0]", key: "block_multipliers"),
@@ -147,8 +157,9 @@ struct ConfigTests {
         .trial("trial_id not [a-z0-9-]", "\"whp-demo\"", "\"WHP Demo\"", key: "trial_id"),
         .trial("missing method", "method = \"permuted_block\"\n", "", key: "method"),
         .trial("missing [locks]", "[locks]\nnot_selected_days = 42\nrcg_months = 24\nallocated_months = 24\n", "", key: "locks"),
-        .trial("wrong type for stratify_by_group", "stratify_by_group = false", "stratify_by_group = \"no\"",
-               key: "stratify_by_group"),
+        .trial(
+            "wrong type for stratify_by_group", "stratify_by_group = false", "stratify_by_group = \"no\"",
+            key: "stratify_by_group"),
         .districts("bad district id", north, "id = \"Example North\"", district: "Example North", key: "id"),
         Case(label: "missing trial.toml", trial: nil, districts: districtsTOML, file: "trial.toml", district: nil, key: nil),
         Case(label: "missing districts.toml", trial: trialTOML, districts: nil, file: "districts.toml", district: nil, key: nil),
@@ -281,8 +292,9 @@ struct ConfigTests {
         "Devon and Cornwall",
     ]
 
-    @Test("the shipped district-config parses and marks exactly the four PSC districts of the guidance",
-          .enabled(if: shippedConfigExists, "district-config/trial.toml and districts.toml are not shipped yet"))
+    @Test(
+        "the shipped district-config parses and marks exactly the four PSC districts of the guidance",
+        .enabled(if: shippedConfigExists, "district-config/trial.toml and districts.toml are not shipped yet"))
     func shippedDefault() throws {
         let files = try Self.readShipped()
         #expect(files.contains { $0.path == "trial.toml" })

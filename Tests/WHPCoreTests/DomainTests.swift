@@ -11,10 +11,13 @@ import Testing
 
 @Suite("Claimant ids")
 struct ClaimantIDTests {
-    @Test("valid NINOs are normalised: spaces removed, upper case",
-          arguments: [("AB 12 34 56 C", "AB123456C"), ("AB123456C", "AB123456C"), ("ab123456c", "AB123456C"),
-                      ("aB 123456 c", "AB123456C"), ("  JZ 99 00 11 D  ", "JZ990011D"), ("OA000000A", "OA000000A"),
-                      ("ZY123456B", "ZY123456B"), ("TA123456A", "TA123456A"), ("GA123456D", "GA123456D")])
+    @Test(
+        "valid NINOs are normalised: spaces removed, upper case",
+        arguments: [
+            ("AB 12 34 56 C", "AB123456C"), ("AB123456C", "AB123456C"), ("ab123456c", "AB123456C"),
+            ("aB 123456 c", "AB123456C"), ("  JZ 99 00 11 D  ", "JZ990011D"), ("OA000000A", "OA000000A"),
+            ("ZY123456B", "ZY123456B"), ("TA123456A", "TA123456A"), ("GA123456D", "GA123456D"),
+        ])
     func validNINO(_ raw: String, _ normal: String) throws {
         let id = try #require(ClaimantID.nino(parsing: raw))
         #expect(id == .nino(normal))
@@ -43,9 +46,12 @@ struct ClaimantIDTests {
         #expect((ClaimantID.nino(parsing: "AB123456" + s) != nil) == ok)
     }
 
-    @Test("wrong length or shape is refused",
-          arguments: ["", "AB12345C", "AB1234567C", "AB123456", "AB123456CC", "A123456C", "ABC23456C",
-                      "AB12345XC", "AB 12 34 56", "AB\t123456C", "AB-12-34-56-C", "ÅB123456C", "AB１２３456C"])
+    @Test(
+        "wrong length or shape is refused",
+        arguments: [
+            "", "AB12345C", "AB1234567C", "AB123456", "AB123456CC", "A123456C", "ABC23456C",
+            "AB12345XC", "AB 12 34 56", "AB\t123456C", "AB-12-34-56-C", "ÅB123456C", "AB１２３456C",
+        ])
     func malformed(_ raw: String) {
         #expect(ClaimantID.nino(parsing: raw) == nil)
     }
@@ -58,9 +64,12 @@ struct ClaimantIDTests {
         #expect(ClaimantID.reference(parsing: "000000000000")?.normalised == "REF:000000000000")
     }
 
-    @Test("other reference numbers are refused",
-          arguments: ["", "12345678901", "1234567890123", "12345678901a", "1234 5678 9012", " 123456789012",
-                      "+12345678901", "١٢٣٤٥٦٧٨٩٠١٢", "12345678901２"])
+    @Test(
+        "other reference numbers are refused",
+        arguments: [
+            "", "12345678901", "1234567890123", "12345678901a", "1234 5678 9012", " 123456789012",
+            "+12345678901", "١٢٣٤٥٦٧٨٩٠١٢", "12345678901２",
+        ])
     func badReference(_ raw: String) {
         #expect(ClaimantID.reference(parsing: raw) == nil)
     }
@@ -70,11 +79,13 @@ struct ClaimantIDTests {
 
 @Suite("CivilDate")
 struct CivilDateTests {
-    @Test("existence", arguments: [
-        ("2016-02-29", true), ("2017-02-29", false), ("1900-02-29", false), ("2000-02-29", true),
-        ("2017-02-28", true), ("2017-04-31", false), ("2017-04-30", true), ("2017-12-31", true),
-        ("2017-13-01", false), ("2017-00-10", false), ("2017-01-00", false), ("2017-01-32", false),
-    ])
+    @Test(
+        "existence",
+        arguments: [
+            ("2016-02-29", true), ("2017-02-29", false), ("1900-02-29", false), ("2000-02-29", true),
+            ("2017-02-28", true), ("2017-04-31", false), ("2017-04-30", true), ("2017-12-31", true),
+            ("2017-13-01", false), ("2017-00-10", false), ("2017-01-00", false), ("2017-01-32", false),
+        ])
     func existence(_ text: String, _ exists: Bool) throws {
         #expect((CivilDate(text) != nil) == exists)
         let parts = text.split(separator: "-").compactMap { Int($0) }
@@ -82,9 +93,12 @@ struct CivilDateTests {
         #expect((CivilDate(year: parts[0], month: parts[1], day: parts[2]) != nil) == exists)
     }
 
-    @Test("parsing is strict YYYY-MM-DD",
-          arguments: ["2017-1-01", "2017-01-1", "2017-01-01x", " 2017-01-01", "2017-01-01 ", "2017/01/01",
-                      "20170101", "17-01-01", "+017-01-01", "2017-0a-01", "2017-01-01T00:00:00Z", "", "２017-01-01"])
+    @Test(
+        "parsing is strict YYYY-MM-DD",
+        arguments: [
+            "2017-1-01", "2017-01-1", "2017-01-01x", " 2017-01-01", "2017-01-01 ", "2017/01/01",
+            "20170101", "17-01-01", "+017-01-01", "2017-0a-01", "2017-01-01T00:00:00Z", "", "２017-01-01",
+        ])
     func strictParse(_ text: String) {
         #expect(CivilDate(text) == nil)
     }
@@ -94,41 +108,49 @@ struct CivilDateTests {
         #expect(try date(text).iso == text)
     }
 
-    @Test("adding days", arguments: [
-        ("2017-12-31", 1, "2018-01-01"), ("2018-01-01", -1, "2017-12-31"), ("2016-02-28", 1, "2016-02-29"),
-        ("2017-02-28", 1, "2017-03-01"), ("2017-11-02", 42, "2017-12-14"), ("2017-12-20", 42, "2018-01-31"),
-        ("2016-12-31", 365, "2017-12-31"), ("2015-12-31", 366, "2016-12-31"), ("1999-12-31", 1, "2000-01-01"),
-        ("2017-06-15", 0, "2017-06-15"),
-    ])
+    @Test(
+        "adding days",
+        arguments: [
+            ("2017-12-31", 1, "2018-01-01"), ("2018-01-01", -1, "2017-12-31"), ("2016-02-28", 1, "2016-02-29"),
+            ("2017-02-28", 1, "2017-03-01"), ("2017-11-02", 42, "2017-12-14"), ("2017-12-20", 42, "2018-01-31"),
+            ("2016-12-31", 365, "2017-12-31"), ("2015-12-31", 366, "2016-12-31"), ("1999-12-31", 1, "2000-01-01"),
+            ("2017-06-15", 0, "2017-06-15"),
+        ])
     func addingDays(_ from: String, _ k: Int, _ to: String) throws {
         #expect(try date(from).adding(days: k).iso == to)
     }
 
-    @Test("adding months clamps to the month's end", arguments: [
-        ("2018-01-31", 1, "2018-02-28"), ("2016-01-31", 1, "2016-02-29"), ("2016-02-29", 24, "2018-02-28"),
-        ("2016-02-29", 48, "2020-02-29"), ("2017-03-31", 1, "2017-04-30"), ("2017-12-31", 2, "2018-02-28"),
-        ("2017-11-30", 3, "2018-02-28"), ("2017-12-15", 1, "2018-01-15"), ("2017-01-15", 12, "2018-01-15"),
-        ("2017-06-15", 0, "2017-06-15"), ("2017-08-31", 13, "2018-09-30"), ("2017-11-30", 24, "2019-11-30"),
-    ])
+    @Test(
+        "adding months clamps to the month's end",
+        arguments: [
+            ("2018-01-31", 1, "2018-02-28"), ("2016-01-31", 1, "2016-02-29"), ("2016-02-29", 24, "2018-02-28"),
+            ("2016-02-29", 48, "2020-02-29"), ("2017-03-31", 1, "2017-04-30"), ("2017-12-31", 2, "2018-02-28"),
+            ("2017-11-30", 3, "2018-02-28"), ("2017-12-15", 1, "2018-01-15"), ("2017-01-15", 12, "2018-01-15"),
+            ("2017-06-15", 0, "2017-06-15"), ("2017-08-31", 13, "2018-09-30"), ("2017-11-30", 24, "2019-11-30"),
+        ])
     func addingMonths(_ from: String, _ k: Int, _ to: String) throws {
         #expect(try date(from).adding(months: k).iso == to)
     }
 
-    @Test("ISO weeks", arguments: [
-        ("2017-11-03", 2017, 44), ("2021-01-03", 2020, 53), ("2018-12-31", 2019, 1), ("2017-01-01", 2016, 52),
-        ("2015-12-31", 2015, 53), ("2016-01-01", 2015, 53), ("2010-01-03", 2009, 53), ("2020-12-31", 2020, 53),
-        ("2018-01-01", 2018, 1),
-    ])
+    @Test(
+        "ISO weeks",
+        arguments: [
+            ("2017-11-03", 2017, 44), ("2021-01-03", 2020, 53), ("2018-12-31", 2019, 1), ("2017-01-01", 2016, 52),
+            ("2015-12-31", 2015, 53), ("2016-01-01", 2015, 53), ("2010-01-03", 2009, 53), ("2020-12-31", 2020, 53),
+            ("2018-01-01", 2018, 1),
+        ])
     func isoWeek(_ text: String, _ year: Int, _ week: Int) throws {
         let w = try date(text).isoWeek
         #expect(w.year == year)
         #expect(w.week == week)
     }
 
-    @Test("long text is D Month YYYY", arguments: [
-        ("2018-01-06", "6 January 2018"), ("2017-11-02", "2 November 2017"), ("2019-12-31", "31 December 2019"),
-        ("2016-02-29", "29 February 2016"), ("2020-05-10", "10 May 2020"),
-    ])
+    @Test(
+        "long text is D Month YYYY",
+        arguments: [
+            ("2018-01-06", "6 January 2018"), ("2017-11-02", "2 November 2017"), ("2019-12-31", "31 December 2019"),
+            ("2016-02-29", "29 February 2016"), ("2020-05-10", "10 May 2020"),
+        ])
     func longText(_ text: String, _ long: String) throws {
         #expect(try date(text).longText == long)
     }
@@ -159,7 +181,8 @@ struct CivilDateTests {
             let w = d.isoWeek
             if d.year != c.year || d.month != c.month || d.day != c.day || d.isoWeekday != isoWeekday
                 || w.year != ic.yearForWeekOfYear || w.week != ic.weekOfYear || d.dayNumber != n
-                || d.adding(days: 1).dayNumber != n + 1 {
+                || d.adding(days: 1).dayNumber != n + 1
+            {
                 mismatches += 1
                 if mismatches <= 5 { Issue.record("mismatch at \(d.iso) (day \(n))") }
             }
@@ -191,10 +214,12 @@ struct CivilDateTests {
 
 @Suite("Instant")
 struct InstantTests {
-    @Test("parse and format round-trip", arguments: [
-        ("2017-11-01T09:00:00Z", 1_509_526_800), ("2016-02-29T23:59:59Z", 1_456_790_399),
-        ("2000-01-01T00:00:00Z", 946_684_800), ("1970-01-01T00:00:00Z", 0), ("9999-12-31T23:59:59Z", 253_402_300_799),
-    ])
+    @Test(
+        "parse and format round-trip",
+        arguments: [
+            ("2017-11-01T09:00:00Z", 1_509_526_800), ("2016-02-29T23:59:59Z", 1_456_790_399),
+            ("2000-01-01T00:00:00Z", 946_684_800), ("1970-01-01T00:00:00Z", 0), ("9999-12-31T23:59:59Z", 253_402_300_799),
+        ])
     func roundTrip(_ text: String, _ seconds: Int) throws {
         let i = try #require(Instant(text))
         #expect(i.seconds == seconds)
@@ -213,12 +238,14 @@ struct InstantTests {
         }
     }
 
-    @Test("only YYYY-MM-DDTHH:MM:SSZ is accepted", arguments: [
-        "2017-11-01T09:00:00+00:00", "2017-11-01T09:00:00", "2017-11-01 09:00:00Z", "2017-11-01T09:00:00z",
-        "2017-11-01t09:00:00Z", "2017-11-01T09:00Z", "2017-11-01T09:00:00.000Z", "2017-11-01T9:00:00Z",
-        "2017-11-01T24:00:00Z", "2017-11-01T09:60:00Z", "2017-11-01T09:00:60Z", "2017-02-29T09:00:00Z",
-        "2017-11-01", "2017-11-01T09:00:00Z ", " 2017-11-01T09:00:00Z", "2017-11-01T09:00:00-01:00",
-    ])
+    @Test(
+        "only YYYY-MM-DDTHH:MM:SSZ is accepted",
+        arguments: [
+            "2017-11-01T09:00:00+00:00", "2017-11-01T09:00:00", "2017-11-01 09:00:00Z", "2017-11-01T09:00:00z",
+            "2017-11-01t09:00:00Z", "2017-11-01T09:00Z", "2017-11-01T09:00:00.000Z", "2017-11-01T9:00:00Z",
+            "2017-11-01T24:00:00Z", "2017-11-01T09:60:00Z", "2017-11-01T09:00:60Z", "2017-02-29T09:00:00Z",
+            "2017-11-01", "2017-11-01T09:00:00Z ", " 2017-11-01T09:00:00Z", "2017-11-01T09:00:00-01:00",
+        ])
     func rejects(_ text: String) {
         #expect(Instant(text) == nil)
     }
@@ -261,8 +288,10 @@ struct LocksTests {
         #expect(from(.allocated(.psc), try date("2017-08-31"), custom) == "2019-02-28")
     }
 
-    func eligibility(_ history: [ReferralOutcome], _ on: String, _ policy: FrontlineRCG,
-                     lengths: LockLengths = LockLengths()) throws -> Eligibility {
+    func eligibility(
+        _ history: [ReferralOutcome], _ on: String, _ policy: FrontlineRCG,
+        lengths: LockLengths = LockLengths()
+    ) throws -> Eligibility {
         Locks.eligibility(history: history, on: try date(on), lengths: lengths, policy: policy)
     }
 
@@ -290,8 +319,9 @@ struct LocksTests {
         #expect(try eligibility(h, "2018-03-01", policy).eligible)
     }
 
-    @Test("WHP and PSC locks show their from-date under both policies",
-          arguments: [Arm.whp, .psc], [FrontlineRCG.hidden, .dcams])
+    @Test(
+        "WHP and PSC locks show their from-date under both policies",
+        arguments: [Arm.whp, .psc], [FrontlineRCG.hidden, .dcams])
     func allocatedShown(_ arm: Arm, _ policy: FrontlineRCG) throws {
         let h = [ReferralOutcome(status: .allocated(arm), gkDate: try date("2017-11-30"))]
         let e = try eligibility(h, "2019-11-29", policy)
@@ -320,8 +350,10 @@ struct LocksTests {
     @Test("every from-date must have passed; eligible_from is the latest")
     func latestOfSeveral() throws {
         // A WHP lock (from 2019-11-30) and a later-ending RCG lock (from 2020-01-10).
-        let h = [ReferralOutcome(status: .allocated(.whp), gkDate: try date("2017-11-30")),
-                 ReferralOutcome(status: .allocated(.rcg), gkDate: try date("2018-01-10"))]
+        let h = [
+            ReferralOutcome(status: .allocated(.whp), gkDate: try date("2017-11-30")),
+            ReferralOutcome(status: .allocated(.rcg), gkDate: try date("2018-01-10")),
+        ]
         let dcams = try eligibility(h, "2019-12-01", .dcams)
         #expect(!dcams.eligible)
         #expect(dcams.eligibleFrom == (try date("2020-01-10")))
@@ -332,8 +364,10 @@ struct LocksTests {
         #expect(try eligibility(h, "2020-01-10", .hidden).eligible)
 
         // The other way round: the WHP lock ends last, so hidden shows it.
-        let h2 = [ReferralOutcome(status: .notSelected, gkDate: try date("2017-10-01")),
-                  ReferralOutcome(status: .allocated(.whp), gkDate: try date("2017-11-30"))]
+        let h2 = [
+            ReferralOutcome(status: .notSelected, gkDate: try date("2017-10-01")),
+            ReferralOutcome(status: .allocated(.whp), gkDate: try date("2017-11-30")),
+        ]
         #expect(try eligibility(h2, "2017-11-01", .hidden).eligibleFrom == (try date("2019-11-30")))
         #expect(try eligibility(h2, "2017-11-01", .dcams).eligibleFrom == (try date("2019-11-30")))
     }
@@ -359,35 +393,49 @@ struct LocksTests {
 
 @Suite("Views")
 struct ViewsTests {
-    static let statuses: [ReferralStatus] = [.awaitingGatekeeper, .cancelled, .notSelected,
-                                             .allocated(.whp), .allocated(.psc), .allocated(.rcg)]
+    static let statuses: [ReferralStatus] = [
+        .awaitingGatekeeper, .cancelled, .notSelected,
+        .allocated(.whp), .allocated(.psc), .allocated(.rcg),
+    ]
 
     /// PROTOCOL.md §4's tables, as written there (`<date>`, `<from>` to fill).
     static func table(_ status: ReferralStatus, _ policy: FrontlineRCG) -> (status: String, summary: String, text: String, next: String) {
         let refer = "Please refer {name} to the provider through the appropriate referral system (LMS / WSP / DPT)"
         switch (status, policy) {
         case (.awaitingGatekeeper, _):
-            return ("awaiting_gatekeeper", "Awaiting gatekeeper", "{name} is awaiting the district gatekeeper",
-                    "Check again after the gatekeeper has acted")
+            return (
+                "awaiting_gatekeeper", "Awaiting gatekeeper", "{name} is awaiting the district gatekeeper",
+                "Check again after the gatekeeper has acted"
+            )
         case (.cancelled, _):
-            return ("cancelled", "Referral cancelled", "The referral for {name} was cancelled",
-                    "A new referral can be made for {name}")
+            return (
+                "cancelled", "Referral cancelled", "The referral for {name} was cancelled",
+                "A new referral can be made for {name}"
+            )
         case (.notSelected, .dcams):
-            return ("not_selected", "Not selected (on <date>)",
-                    "{name} was not selected by the district gatekeeper for allocation to the Work and Health Programme",
-                    "A new referral can be made for {name} from <from>")
+            return (
+                "not_selected", "Not selected (on <date>)",
+                "{name} was not selected by the district gatekeeper for allocation to the Work and Health Programme",
+                "A new referral can be made for {name} from <from>"
+            )
         case (.allocated(.whp), _):
             return ("allocated_whp", "Allocated to the WHP on <date>", "{name} was allocated to the Work and Health Programme", refer)
         case (.allocated(.psc), _):
-            return ("allocated_psc", "Allocated to the PSC on <date>",
-                    "{name} was allocated a place with the Public Sector Comparator", refer)
+            return (
+                "allocated_psc", "Allocated to the PSC on <date>",
+                "{name} was allocated a place with the Public Sector Comparator", refer
+            )
         case (.allocated(.rcg), .dcams):
-            return ("allocated_rcg", "Allocated to the RCG on <date>", "{name} was allocated a place in the Random Control Group",
-                    "Please continue to provide Work Coach support for {name}. A new referral can be made for {name} from <from>")
+            return (
+                "allocated_rcg", "Allocated to the RCG on <date>", "{name} was allocated a place in the Random Control Group",
+                "Please continue to provide Work Coach support for {name}. A new referral can be made for {name} from <from>"
+            )
         case (.notSelected, .hidden), (.allocated(.rcg), .hidden):
-            return ("not_allocated", "Not allocated a place (on <date>)",
-                    "{name} was not allocated a place on the Work and Health Programme",
-                    "Please continue to provide Work Coach support for {name}")
+            return (
+                "not_allocated", "Not allocated a place (on <date>)",
+                "{name} was not allocated a place on the Work and Health Programme",
+                "Please continue to provide Work Coach support for {name}"
+            )
         }
     }
 
@@ -431,33 +479,39 @@ struct ViewsTests {
 
     @Test("dates in texts are D Month YYYY")
     func dateFormatting() throws {
-        let v = Views.workCoach(ReferralOutcome(status: .allocated(.whp), gkDate: try date("2018-01-06")),
-                                lengths: LockLengths(), policy: .hidden, name: nil)
+        let v = Views.workCoach(
+            ReferralOutcome(status: .allocated(.whp), gkDate: try date("2018-01-06")),
+            lengths: LockLengths(), policy: .hidden, name: nil)
         #expect(v.summary == "Allocated to the WHP on 6 January 2018")
-        let p = Views.workCoach(ReferralOutcome(status: .notSelected, gkDate: try date("2016-02-29")),
-                                lengths: LockLengths(), policy: .hidden, name: nil)
+        let p = Views.workCoach(
+            ReferralOutcome(status: .notSelected, gkDate: try date("2016-02-29")),
+            lengths: LockLengths(), policy: .hidden, name: nil)
         #expect(p.summary == "Not allocated a place (on 29 February 2016)")
     }
 
     @Test("{name} is replaced once and literally")
     func nameLiteral() throws {
         let gk = try date("2017-11-02")
-        let pending = Views.workCoach(ReferralOutcome(status: .awaitingGatekeeper, gkDate: nil), lengths: LockLengths(),
-                                      policy: .hidden, name: "X{name}Y")
+        let pending = Views.workCoach(
+            ReferralOutcome(status: .awaitingGatekeeper, gkDate: nil), lengths: LockLengths(),
+            policy: .hidden, name: "X{name}Y")
         #expect(pending.outcomeText == "X{name}Y is awaiting the district gatekeeper")
-        let rcg = Views.workCoach(ReferralOutcome(status: .allocated(.rcg), gkDate: gk), lengths: LockLengths(),
-                                  policy: .dcams, name: "{name}")
+        let rcg = Views.workCoach(
+            ReferralOutcome(status: .allocated(.rcg), gkDate: gk), lengths: LockLengths(),
+            policy: .dcams, name: "{name}")
         #expect(rcg.nextSteps == "Please continue to provide Work Coach support for {name}. A new referral can be made for {name} from 2 November 2019")
-        let cancelled = Views.workCoach(ReferralOutcome(status: .cancelled, gkDate: nil), lengths: LockLengths(),
-                                        policy: .dcams, name: "{name}{name}")
+        let cancelled = Views.workCoach(
+            ReferralOutcome(status: .cancelled, gkDate: nil), lengths: LockLengths(),
+            policy: .dcams, name: "{name}{name}")
         #expect(cancelled.nextSteps == "A new referral can be made for {name}{name}")
         #expect(Views.fill("a {name} b {name}", name: "{name}!") == "a {name}! b {name}!")
         #expect(Views.fill("{name}", name: "") == "")
         #expect(Views.fill("no placeholder", name: "Sam") == "no placeholder")
     }
 
-    @Test("hidden: not selected and RCG on one gatekeeper date render identically",
-          arguments: ["2017-11-02", "2016-02-29", "2017-12-31"])
+    @Test(
+        "hidden: not selected and RCG on one gatekeeper date render identically",
+        arguments: ["2017-11-02", "2016-02-29", "2017-12-31"])
     func hiddenIdentical(_ gkText: String) throws {
         let gk = try date(gkText)
         for lengths in [LockLengths(), LockLengths(notSelectedDays: 10, rcgMonths: 6, allocatedMonths: 18)] {
@@ -473,13 +527,14 @@ struct ViewsTests {
 
     @Test("hidden never names RCG or a lock date in a work-coach view", arguments: statuses)
     func hiddenNoLeak(_ status: ReferralStatus) throws {
-        let v = Views.workCoach(ReferralOutcome(status: status, gkDate: try date("2017-11-02")), lengths: LockLengths(),
-                                policy: .hidden, name: "Sam")
+        let v = Views.workCoach(
+            ReferralOutcome(status: status, gkDate: try date("2017-11-02")), lengths: LockLengths(),
+            policy: .hidden, name: "Sam")
         for text in [v.status, v.summary, v.outcomeText, v.nextSteps] {
             #expect(!text.contains("RCG"))
             #expect(!text.lowercased().contains("control"))
             #expect(!text.contains("December 2017"))  // not-selected from-date
-            #expect(!text.contains("2019"))           // 24-month from-date
+            #expect(!text.contains("2019"))  // 24-month from-date
         }
     }
 
@@ -502,8 +557,11 @@ struct ViewsTests {
 
     @Test("true status wire names (disclose)")
     func wireNames() {
-        #expect(Self.statuses.map(\.wireName) == ["awaiting_gatekeeper", "cancelled", "not_selected",
-                                                  "allocated_whp", "allocated_psc", "allocated_rcg"])
+        #expect(
+            Self.statuses.map(\.wireName) == [
+                "awaiting_gatekeeper", "cancelled", "not_selected",
+                "allocated_whp", "allocated_psc", "allocated_rcg",
+            ])
     }
 }
 
@@ -511,9 +569,11 @@ struct ViewsTests {
 
 @Suite("Protocol errors")
 struct ProtocolErrorTests {
-    static let specOrder = ["too_large", "bad_json", "bad_request", "unknown_op", "forbidden", "invalid_field",
-                            "unknown_district", "unknown_group", "conflict", "not_found", "wrong_state",
-                            "duplicate_referral", "not_eligible", "internal"]
+    static let specOrder = [
+        "too_large", "bad_json", "bad_request", "unknown_op", "forbidden", "invalid_field",
+        "unknown_district", "unknown_group", "conflict", "not_found", "wrong_state",
+        "duplicate_referral", "not_eligible", "internal",
+    ]
 
     @Test("the 14 codes in the order PROTOCOL.md checks them")
     func order() {
@@ -524,15 +584,18 @@ struct ProtocolErrorTests {
         #expect(ProtocolError.Code.internal.wireName == "internal")
     }
 
-    @Test("no message names an arm, a status, a lock, a date or a lock length",
-          arguments: ProtocolError.Code.all)
+    @Test(
+        "no message names an arm, a status, a lock, a date or a lock length",
+        arguments: ProtocolError.Code.all)
     func messagesDoNotLeak(_ code: ProtocolError.Code) {
         let m = code.message
         #expect(!m.isEmpty)
         let lower = m.lowercased()
-        for word in ["whp", "psc", "rcg", "control", "lock", "selected", "allocated", "month", "week", "day",
-                     "january", "february", "march", "april", "june", "july", "august", "september", "october",
-                     "november", "december"] {
+        for word in [
+            "whp", "psc", "rcg", "control", "lock", "selected", "allocated", "month", "week", "day",
+            "january", "february", "march", "april", "june", "july", "august", "september", "october",
+            "november", "december",
+        ] {
             #expect(!lower.contains(word), "\(code): \"\(m)\" contains \"\(word)\"")
         }
         // The only number any message may state is the line limit of PROTOCOL.md §1.
@@ -541,8 +604,9 @@ struct ProtocolErrorTests {
         #expect(ProtocolError(code).message == m)
     }
 
-    @Test("codes answered after claimant state is read never carry a detail",
-          arguments: [ProtocolError.Code.conflict, .notFound, .wrongState, .duplicateReferral, .notEligible, .internal])
+    @Test(
+        "codes answered after claimant state is read never carry a detail",
+        arguments: [ProtocolError.Code.conflict, .notFound, .wrongState, .duplicateReferral, .notEligible, .internal])
     func noDetailAfterState(_ code: ProtocolError.Code) {
         #expect(ProtocolError(code, field: "claimant", detail: "locked until 2019-11-30").detail == nil)
     }
@@ -569,7 +633,9 @@ struct GatekeeperSelectionTests {
             PendingReferral(referralID: "D", referralDate: try date("2017-11-03"), referredSeq: 1),
         ]
         func pick(_ c: Int) -> Set<String> {
-            GatekeeperSelection.select(pending, capacity: c, rule: .fifo) { _ in Issue.record("no key for fifo"); return Bytes32([UInt8](repeating: 0, count: 32))! }.selected
+            GatekeeperSelection.select(pending, capacity: c, rule: .fifo) { _ in
+                Issue.record("no key for fifo"); return Bytes32([UInt8](repeating: 0, count: 32))!
+            }.selected
         }
         #expect(pick(0) == [])
         #expect(pick(1) == ["C"])

@@ -9,10 +9,14 @@ import Testing
 /// `EvaluationRowWriter` against `Evaluation.row` + `csv(into:)` / `jsonl(into:)`,
 /// byte for byte, over generated facts with hostile strings and edge dates.
 @Suite struct EvaluationWriterTests {
-    static let strings = ["", "devon-cornwall", "a,b", "say \"hi\"", "line\nbreak", "cr\rlf\r\n", "\u{2028}\u{2029}", "é", "e\u{301}",
-                          "tab\there", "\u{1}\u{1F}", "back\\slash", "|", "x|y", "\u{E2}", String(repeating: "long,", count: 40), "💡", "null"]
-    static let dates = ["0001-01-01", "0999-12-31", "2015-12-31", "2016-01-01", "2016-01-03", "2016-01-04", "2017-11-01", "2018-12-31",
-                        "2020-12-31", "2021-01-03", "2026-12-28", "9999-12-01", "2017-02-28", "2016-02-29"]
+    static let strings = [
+        "", "devon-cornwall", "a,b", "say \"hi\"", "line\nbreak", "cr\rlf\r\n", "\u{2028}\u{2029}", "é", "e\u{301}",
+        "tab\there", "\u{1}\u{1F}", "back\\slash", "|", "x|y", "\u{E2}", String(repeating: "long,", count: 40), "💡", "null",
+    ]
+    static let dates = [
+        "0001-01-01", "0999-12-31", "2015-12-31", "2016-01-01", "2016-01-03", "2016-01-04", "2017-11-01", "2018-12-31",
+        "2020-12-31", "2021-01-03", "2026-12-28", "9999-12-01", "2017-02-28", "2016-02-29",
+    ]
 
     static func facts(_ rng: inout TestRNG) -> ReferralFacts {
         let statuses: [ReferralStatus] = [.awaitingGatekeeper, .cancelled, .notSelected, .allocated(.whp), .allocated(.psc), .allocated(.rcg)]
@@ -33,8 +37,11 @@ import Testing
         var rng = TestRNG(21)
         let key = rng.key()
         for stratify in [false, true] {
-            let config = TrialConfig(trialID: "whp-test", stratifyByGroup: stratify, groups: ["disability"], districts: [
-                District(id: "devon-cornwall", name: "D", psc: true, gatekeeperRule: .lottery, weights: Weights(whp: 1, psc: 1, rcg: 1))])
+            let config = TrialConfig(
+                trialID: "whp-test", stratifyByGroup: stratify, groups: ["disability"],
+                districts: [
+                    District(id: "devon-cornwall", name: "D", psc: true, gatekeeperRule: .lottery, weights: Weights(whp: 1, psc: 1, rcg: 1))
+                ])
             for format in ExportFormat.allCases {
                 let writer = EvaluationRowWriter(config: config, evaluationKey: key, precision: precision, format: format)
                 var fast: [UInt8] = [], slow: [UInt8] = []

@@ -77,7 +77,8 @@ struct TestRNG {
                     var ok = true
                     for _ in 0..<300 {
                         let data = rng.bytes(rng.below(200))
-                        ok = ok && Crypto.sha256(data) == Crypto.oneShotSHA256(data)
+                        ok =
+                            ok && Crypto.sha256(data) == Crypto.oneShotSHA256(data)
                             && Crypto.hmac(key: key, data) == Crypto.oneShotHMAC(key: key, data)
                             && keyed.mac(data) == Crypto.oneShotHMAC(key: key, data)
                     }
@@ -189,7 +190,8 @@ struct TestRNG {
     @Test func isoFormattingMatchesPaddedConcatenation() {
         func padded(_ n: Int, _ w: Int) -> String { let s = String(n); return String(repeating: "0", count: max(0, w - s.count)) + s }
         var rng = TestRNG(8)
-        let days = [CivilDate("0001-01-01")!.dayNumber, CivilDate("9999-12-31")!.dayNumber, 0, -1, 17_000]
+        let days =
+            [CivilDate("0001-01-01")!.dayNumber, CivilDate("9999-12-31")!.dayNumber, 0, -1, 17_000]
             + (0..<500).map { _ in rng.below(3_000_000) - 719_162 }
         for d in days {
             guard let date = CivilDate(dayNumber: d) else { continue }

@@ -53,8 +53,10 @@ struct ReferenceAuditVerifier {
     static let checkNames = ["chain", "config_hash", "commitment_file", "draws", "gatekeeper", "locks", "psc", "recorded_at"]
     static let seedCheckNames = ["commitment", "derived_seeds", "lottery"]
 
-    init(config: TrialConfig, configHash: Bytes32, seed: Bytes32?,
-                commitmentFile: (trialID: String, commitment: String, configHash: String)?) {
+    init(
+        config: TrialConfig, configHash: Bytes32, seed: Bytes32?,
+        commitmentFile: (trialID: String, commitment: String, configHash: String)?
+    ) {
         self.config = config; self.configHash = configHash; self.seed = seed; self.commitmentFile = commitmentFile
     }
 
@@ -80,7 +82,8 @@ struct ReferenceAuditVerifier {
         let event = Event(seq: seq, type: type, payload: payload)
         if seq == 1 {
             guard type == EventType.trialStarted.rawValue, let tid = payload["trial_id"],
-                  let c = payload["commitment"].flatMap(Bytes32.init(hex:)) else {
+                let c = payload["commitment"].flatMap(Bytes32.init(hex:))
+            else {
                 fail("chain", 1, "event 1 is not a well-formed trial_started")
                 previousHash = Bytes32(hex: storedHash)
                 return
@@ -95,7 +98,9 @@ struct ReferenceAuditVerifier {
         }
         // recorded_at
         if let at = payload["recorded_at"].flatMap(Instant.init) {
-            if let last = lastRecordedAt, at < last { fail("recorded_at", seq, "event \(seq): recorded_at \(at.iso) is before the previous event's \(last.iso)") }
+            if let last = lastRecordedAt, at < last {
+                fail("recorded_at", seq, "event \(seq): recorded_at \(at.iso) is before the previous event's \(last.iso)")
+            }
             lastRecordedAt = at
             count("recorded_at")
         } else {
@@ -116,14 +121,18 @@ struct ReferenceAuditVerifier {
             checkTrialStarted(p, seq)
         case .referred:
             guard let rid = p["referral_id"], let claimant = p["claimant"], let district = p["district"],
-                  let group = p["group"], let date = p["referral_date"].flatMap(CivilDate.init) else {
+                let group = p["group"], let date = p["referral_date"].flatMap(CivilDate.init)
+            else {
                 fail("locks", seq, "event \(seq): referred event lacks a field"); return
             }
             if referrals[rid] != nil { fail("locks", seq, "event \(seq): referral \(rid) was already referred") }
             let history = (byClaimant[claimant] ?? []).compactMap { referrals[$0] }.map { ReferralOutcome(status: $0.status, gkDate: $0.gkDate) }
             let e = Locks.eligibility(history: history, on: date, lengths: config.locks, policy: config.frontlineRCG)
             if !e.eligible {
-                fail("locks", seq, "event \(seq): referral \(rid) was accepted while the claimant \(e.pending ? "had a referral awaiting the gatekeeper" : "was inside a re-referral lock")")
+                fail(
+                    "locks", seq,
+                    "event \(seq): referral \(rid) was accepted while the claimant \(e.pending ? "had a referral awaiting the gatekeeper" : "was inside a re-referral lock")"
+                )
             }
             count("locks")
             if config.district(district) == nil { fail("psc", seq, "event \(seq): district \(district) is not in district-config") }
@@ -164,7 +173,8 @@ struct ReferenceAuditVerifier {
         if p["trial_id"] != config.trialID || p["method"] != config.method.rawValue
             || p["block_multipliers"] != config.blockMultipliers.map(String.init).joined(separator: ",")
             || p["stratify_by_group"] != (config.stratifyByGroup ? "true" : "false")
-            || p["frontline_rcg"] != config.frontlineRCG.rawValue || p["algorithm"] != "whp/v1" {
+            || p["frontline_rcg"] != config.frontlineRCG.rawValue || p["algorithm"] != "whp/v1"
+        {
             fail("config_hash", seq, "trial_started does not match district-config (trial_id, algorithm, method, multipliers, stratification or policy)")
         }
         if let f = commitmentFile {
@@ -181,7 +191,8 @@ struct ReferenceAuditVerifier {
 
     private mutating func decision(_ p: [String: String], _ seq: Int) {
         guard let runID = p["run_id"], let rid = p["referral_id"], let gk = p["gk_date"].flatMap(CivilDate.init),
-              let rule = p["rule"], let dec = p["decision"], dec == "selected" || dec == "not_selected" else {
+            let rule = p["rule"], let dec = p["decision"], dec == "selected" || dec == "not_selected"
+        else {
             fail("gatekeeper", seq, "event \(seq): malformed gatekeeper_decision"); return
         }
         guard var r = referrals[rid], r.status == .awaitingGatekeeper else {
@@ -194,8 +205,9 @@ struct ReferenceAuditVerifier {
                 fail("gatekeeper", seq, "event \(seq): run \(runID) is dated \(gk.iso), before the district's previous run (\(last.iso))")
             }
             let eligible = (pendingByDistrict[r.district] ?? []).filter { referrals[$0]!.date <= gk }
-            openRun = Run(id: runID, district: r.district, gkDate: gk, rule: rule, capacity: p["capacity"].flatMap { Int($0) },
-                          firstSeq: seq, eligible: eligible)
+            openRun = Run(
+                id: runID, district: r.district, gkDate: gk, rule: rule, capacity: p["capacity"].flatMap { Int($0) },
+                firstSeq: seq, eligible: eligible)
             lastGkDate[r.district] = max(lastGkDate[r.district] ?? gk, gk)
         }
         guard let run = openRun, run.district == r.district, run.gkDate == gk, run.rule == rule else {
@@ -259,15 +271,18 @@ struct ReferenceAuditVerifier {
 
     private mutating func allocation(_ p: [String: String], _ seq: Int) {
         guard let rid = p["referral_id"], var r = referrals[rid], r.selectedAwaitingAllocation,
-              p["run_id"] == r.runID, p["gk_date"] == r.gkDate?.iso else {
+            p["run_id"] == r.runID, p["gk_date"] == r.gkDate?.iso
+        else {
             fail("draws", seq, "event \(seq): allocation without a selection in the same run"); return
         }
         guard let stratum = p["stratum"], let index = p["index"].flatMap({ Int($0) }),
-              let arm = p["arm"].flatMap(Arm.init(rawValue:)), let a = p["alloc_seed"].flatMap(Bytes32.init(hex:)) else {
+            let arm = p["arm"].flatMap(Arm.init(rawValue:)), let a = p["alloc_seed"].flatMap(Bytes32.init(hex:))
+        else {
             fail("draws", seq, "event \(seq): allocated event lacks stratum, index, arm or alloc_seed"); return
         }
         if p["claimant"] != r.claimant || p["district"] != r.district || p["group"] != r.group
-            || stratum != config.stratum(district: r.district, group: r.group) {
+            || stratum != config.stratum(district: r.district, group: r.group)
+        {
             fail("draws", seq, "event \(seq): allocation facts differ from the referral (claimant, district, group or stratum)")
         }
         guard let district = config.district(r.district) else { fail("psc", seq, "event \(seq): unknown district"); return }
@@ -287,7 +302,8 @@ struct ReferenceAuditVerifier {
             derivedArm = Allocator.simpleArm(allocSeed: a, weights: district.weights)
         case .permutedBlock:
             guard let block = p["block"].flatMap({ Int($0) }), let size = p["block_size"].flatMap({ Int($0) }),
-                  let pos = p["position"].flatMap({ Int($0) }) else {
+                let pos = p["position"].flatMap({ Int($0) })
+            else {
                 fail("draws", seq, "event \(seq): permuted_block allocation without block, block_size or position"); return
             }
             if s.block < 0 || index >= s.blockStart + s.blockSize {
@@ -301,15 +317,19 @@ struct ReferenceAuditVerifier {
                     fail("draws", seq, "event \(seq): block size \(size) is not W × a configured multiplier")
                 }
                 if let seed {
-                    let expected = Allocator.blockSize(seed: seed, trialID: config.trialID, stratum: stratum, block: block,
-                                                       weights: district.weights, multipliers: config.blockMultipliers)
-                    if expected != size { fail("derived_seeds", seq, "event \(seq): block size \(size) of block \(block) is not the one the seed derives (\(expected))") }
+                    let expected = Allocator.blockSize(
+                        seed: seed, trialID: config.trialID, stratum: stratum, block: block,
+                        weights: district.weights, multipliers: config.blockMultipliers)
+                    if expected != size {
+                        fail("derived_seeds", seq, "event \(seq): block size \(size) of block \(block) is not the one the seed derives (\(expected))")
+                    }
                 }
             } else if block != s.block || size != s.blockSize || pos != index - s.blockStart {
                 fail("draws", seq, "event \(seq): block facts do not continue the open block")
             }
-            derivedArm = Allocator.permutedBlockArm(allocSeed: a, weights: district.weights, blockSize: s.blockSize,
-                                                    position: index - s.blockStart, dealt: s.dealt)
+            derivedArm = Allocator.permutedBlockArm(
+                allocSeed: a, weights: district.weights, blockSize: s.blockSize,
+                position: index - s.blockStart, dealt: s.dealt)
             s.dealt[arm] += 1
         }
         if derivedArm != arm {

@@ -66,8 +66,9 @@ struct VectorTests {
         #expect(v.allocations.count == 24)
         var state = StratumState()
         for expected in v.allocations {
-            let (draw, next) = Allocator.next(state: state, seed: seed, trialID: f.trial_id, stratum: v.stratum,
-                                              weights: w, method: method, multipliers: v.block_multipliers)
+            let (draw, next) = Allocator.next(
+                state: state, seed: seed, trialID: f.trial_id, stratum: v.stratum,
+                weights: w, method: method, multipliers: v.block_multipliers)
             #expect(draw.stratum == v.stratum)
             #expect(draw.index == expected.index)
             #expect(draw.arm.rawValue == expected.arm, "arm at index \(expected.index)")
@@ -82,8 +83,9 @@ struct VectorTests {
 
     /// ALLOCATION.md §7 "without S": every arm follows from its stored
     /// alloc_seed, block size and the earlier arms of its block.
-    @Test("§7 permuted-block arms re-derive without S from stored facts",
-          arguments: try Fixture.vectors().sequences.filter { $0.method == "permuted_block" })
+    @Test(
+        "§7 permuted-block arms re-derive without S from stored facts",
+        arguments: try Fixture.vectors().sequences.filter { $0.method == "permuted_block" })
     func sequenceVerifiableWithoutSeed(_ v: Vectors.SequenceVector) throws {
         let w = weights(v.weights)
         var dealt = ArmCounts()
@@ -104,8 +106,9 @@ struct VectorTests {
         let seed = try Fixture.seed()
         for v in f.sequences where v.method == "permuted_block" {
             for a in v.allocations where a.position == 0 {
-                let size = Allocator.blockSize(seed: seed, trialID: f.trial_id, stratum: v.stratum, block: try #require(a.block),
-                                               weights: weights(v.weights), multipliers: v.block_multipliers)
+                let size = Allocator.blockSize(
+                    seed: seed, trialID: f.trial_id, stratum: v.stratum, block: try #require(a.block),
+                    weights: weights(v.weights), multipliers: v.block_multipliers)
                 #expect(size == a.block_size)
             }
         }
@@ -195,14 +198,16 @@ struct VectorTests {
         #expect(referred["claimant"] == Derivation.pseudonym(key: kp, claimant: nino).hex)
 
         let decision = events[2].payload
-        let key = Derivation.lotteryKey(seed: seed, trialID: f.trial_id, runID: try #require(decision["run_id"]),
-                                        referralID: try #require(decision["referral_id"]))
+        let key = Derivation.lotteryKey(
+            seed: seed, trialID: f.trial_id, runID: try #require(decision["run_id"]),
+            referralID: try #require(decision["referral_id"]))
         #expect(decision["lottery_key"] == key.hex)
 
         let allocated = events[3].payload
-        let (draw, _) = Allocator.next(state: StratumState(), seed: seed, trialID: f.trial_id,
-                                       stratum: try #require(allocated["stratum"]), weights: Weights(whp: 1, psc: 1, rcg: 1),
-                                       method: .permutedBlock, multipliers: [1, 2])
+        let (draw, _) = Allocator.next(
+            state: StratumState(), seed: seed, trialID: f.trial_id,
+            stratum: try #require(allocated["stratum"]), weights: Weights(whp: 1, psc: 1, rcg: 1),
+            method: .permutedBlock, multipliers: [1, 2])
         #expect(allocated["alloc_seed"] == draw.allocSeed.hex)
         #expect(allocated["arm"] == draw.arm.rawValue)
         #expect(allocated["index"] == String(draw.index))
@@ -231,12 +236,14 @@ struct VectorTests {
     func trialStartedPayload() throws {
         let f = try Fixture.vectors()
         let e = f.chain.events[0]
-        let config = TrialConfig(trialID: f.trial_id, method: .permutedBlock, blockMultipliers: [1, 2],
-                                 stratifyByGroup: false, frontlineRCG: .hidden, groups: ["disability"], districts: [])
+        let config = TrialConfig(
+            trialID: f.trial_id, method: .permutedBlock, blockMultipliers: [1, 2],
+            stratifyByGroup: false, frontlineRCG: .hidden, groups: ["disability"], districts: [])
         let recordedAt = try #require(e.payload["recorded_at"])
         let at = try #require(Instant(recordedAt))
-        let payload = config.trialStartedPayload(commitment: try Fixture.key(f.commitment),
-                                                 configHash: try Fixture.key(f.config_hash.hex), recordedAt: at)
+        let payload = config.trialStartedPayload(
+            commitment: try Fixture.key(f.commitment),
+            configHash: try Fixture.key(f.config_hash.hex), recordedAt: at)
         #expect(payload == e.payload)
     }
 }
@@ -279,20 +286,29 @@ struct UniformRejectionTests {
 
     /// The bound `x ≤ 2^64 − 1 − r` with `r = 2^64 mod n`: the largest accepted word
     /// is taken at j = 0, the smallest rejected one is not.
-    @Test("acceptance bound is exactly 2^64 − 1 − (2^64 mod n)",
-          arguments: [2, 3, 5, 6, 7, 1000, (1 << 31) + 1, (1 << 32) - 1, 1 << 32, 1] as [UInt64])
+    @Test(
+        "acceptance bound is exactly 2^64 − 1 − (2^64 mod n)",
+        arguments: [2, 3, 5, 6, 7, 1000, (1 << 31) + 1, (1 << 32) - 1, 1 << 32, 1] as [UInt64])
     func boundary(_ n: UInt64) throws {
         let seed = try Fixture.seed()
         // 2^64 mod n computed another way than the source's (0 − n) mod n.
         let r = (UInt64.max % n + 1) % n
         let top = UInt64.max - r
         let acceptRec = Recorder()
-        let accepted = Uniform.draw(seed, n, words: { _, j in acceptRec.record(j); return j == 0 ? top : 0 })
+        let accepted = Uniform.draw(
+            seed, n,
+            words: { _, j in
+                acceptRec.record(j); return j == 0 ? top : 0
+            })
         #expect(accepted == top % n)
         #expect(acceptRec.requested == [0])
         if r > 0 {
             let rejectRec = Recorder()
-            let drawn = Uniform.draw(seed, n, words: { _, j in rejectRec.record(j); return j == 0 ? top + 1 : 42 })
+            let drawn = Uniform.draw(
+                seed, n,
+                words: { _, j in
+                    rejectRec.record(j); return j == 0 ? top + 1 : 42
+                })
             let x = try #require(drawn)
             #expect(x == 42 % n)
             #expect(rejectRec.requested == [0, 1])

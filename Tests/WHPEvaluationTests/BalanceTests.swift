@@ -7,10 +7,12 @@ import WHPCrypto
 import WHPTestSupport
 
 struct BalanceTests {
-    static let config = TrialConfig(trialID: "t", groups: ["disability"], districts: [
-        District(id: "psc-d", name: "P", psc: true, gatekeeperRule: .fifo, weights: Weights(whp: 1, psc: 1, rcg: 1)),
-        District(id: "plain", name: "N", psc: false, gatekeeperRule: .lottery, weights: Weights(whp: 1, rcg: 1)),
-    ])
+    static let config = TrialConfig(
+        trialID: "t", groups: ["disability"],
+        districts: [
+            District(id: "psc-d", name: "P", psc: true, gatekeeperRule: .fifo, weights: Weights(whp: 1, psc: 1, rcg: 1)),
+            District(id: "plain", name: "N", psc: false, gatekeeperRule: .lottery, weights: Weights(whp: 1, rcg: 1)),
+        ])
 
     /// Upper-tail probabilities at the textbook 5% and 0.1% critical values.
     @Test(arguments: [(3.841, 1, 0.05), (5.991, 2, 0.05), (18.307, 10, 0.05), (10.828, 1, 0.001), (28.869, 18, 0.05)])
@@ -28,11 +30,13 @@ struct BalanceTests {
         var state = StratumState()
         let seed = Bytes32(hex: "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")!
         return (0..<count).map { i in
-            let (draw, next) = Allocator.next(state: state, seed: seed, trialID: "t", stratum: district.id, weights: district.weights,
-                                              method: .permutedBlock, multipliers: [1, 2])
+            let (draw, next) = Allocator.next(
+                state: state, seed: seed, trialID: "t", stratum: district.id, weights: district.weights,
+                method: .permutedBlock, multipliers: [1, 2])
             state = next
-            return AllocatedReferral(district: district.id, group: "disability",
-                                     referralDate: CivilDate("2017-11-01")!.adding(days: i / 7), arm: draw.arm)
+            return AllocatedReferral(
+                district: district.id, group: "disability",
+                referralDate: CivilDate("2017-11-01")!.adding(days: i / 7), arm: draw.arm)
         }
     }
 
@@ -46,8 +50,9 @@ struct BalanceTests {
     @Test func armsFollowingReferralOrderFail() {
         // The first half of the referrals all WHP, the second all RCG: balanced overall, but ordered.
         let list = (0..<400).map { i in
-            AllocatedReferral(district: "plain", group: "disability", referralDate: CivilDate("2017-11-01")!.adding(days: i / 3),
-                              arm: i < 200 ? .whp : .rcg)
+            AllocatedReferral(
+                district: "plain", group: "disability", referralDate: CivilDate("2017-11-01")!.adding(days: i / 3),
+                arm: i < 200 ? .whp : .rcg)
         }
         let r = Balance.report(list, config: Self.config)
         #expect(!r.ok)
@@ -58,7 +63,7 @@ struct BalanceTests {
 
     @Test func armsFollowingWeekdayFail() {
         let list = (0..<700).map { i -> AllocatedReferral in
-            let d = CivilDate("2017-11-06")!.adding(days: i % 7)   // a Monday onwards
+            let d = CivilDate("2017-11-06")!.adding(days: i % 7)  // a Monday onwards
             return AllocatedReferral(district: "plain", group: "disability", referralDate: d, arm: d.isoWeekday <= 3 ? .whp : .rcg)
         }
         let failed = Balance.report(list, config: Self.config).checks.filter { !$0.passed }.map(\.name)
@@ -67,8 +72,9 @@ struct BalanceTests {
 
     @Test func sharesDriftingFromWeightsFail() {
         let list = (0..<300).map { i in
-            AllocatedReferral(district: "psc-d", group: "disability", referralDate: CivilDate("2017-11-01")!.adding(days: i % 20),
-                              arm: i % 10 < 6 ? .whp : (i % 10 < 8 ? .psc : .rcg))
+            AllocatedReferral(
+                district: "psc-d", group: "disability", referralDate: CivilDate("2017-11-01")!.adding(days: i % 20),
+                arm: i % 10 < 6 ? .whp : (i % 10 < 8 ? .psc : .rcg))
         }
         let failed = Balance.report(list, config: Self.config).checks.filter { !$0.passed }.map(\.name)
         #expect(failed.contains { $0.hasPrefix("psc-d: arm shares") })

@@ -1,6 +1,6 @@
 import Foundation
 #if canImport(FoundationXML)
-import FoundationXML
+    import FoundationXML
 #endif
 import Testing
 import WHPCrypto
@@ -25,19 +25,25 @@ struct ExportTests {
             let rid = "R-\(i)"
             let nino = Req.nino(1000 + i)
             ninoOf[rid] = nino
-            reqs.append(Req.refer("r\(i)", referral: rid, nino: nino, district: districts[i % 3],
-                                  group: i % 2 == 0 ? "disability" : "early_access", date: "2017-11-0\(1 + i % 9)"))
+            reqs.append(
+                Req.refer(
+                    "r\(i)", referral: rid, nino: nino, district: districts[i % 3],
+                    group: i % 2 == 0 ? "disability" : "early_access", date: "2017-11-0\(1 + i % 9)"))
         }
         reqs.append(Req.envelope("c1", "cancel", role: "work_coach", ["referral_id": "R-0", "reason": "moved away"]))
         reqs.append(Req.gatekeep("g1", run: "run-devon", district: "devon-cornwall", date: "2017-11-20", capacity: 20))
         reqs.append(Req.gatekeep("g2", run: "run-north", district: "example-north", date: "2017-11-20", capacity: 10))
-        reqs.append(Req.decide("g3", run: "run-south", district: "example-south", date: "2017-11-20",
-                               [("R-2", true), ("R-5", false), ("R-8", true), ("R-11", true)]))
+        reqs.append(
+            Req.decide(
+                "g3", run: "run-south", district: "example-south", date: "2017-11-20",
+                [("R-2", true), ("R-5", false), ("R-8", true), ("R-11", true)]))
         reqs.append(Req.envelope("f1", "flag_error", role: "gatekeeper", ["referral_id": "R-2", "reason": "duplicate"]))
         reqs.append(Req.envelope("o1", "opt_out", role: "evaluation_admin", ["claimant": ["nino": ninoOf["R-4"]!], "date": "2017-12-01"]))
         reqs.append(Req.envelope("o2", "opt_out", role: "evaluation_admin", ["claimant": ["nino": ninoOf["R-7"]!], "date": "2017-12-01"]))
         let answers = try t.serveJSON(reqs)
-        #expect(answers.allSatisfy { ($0["ok"] as? Bool) == true }, "every request of the generated trial succeeds: \(answers.filter { ($0["ok"] as? Bool) != true })")
+        #expect(
+            answers.allSatisfy { ($0["ok"] as? Bool) == true },
+            "every request of the generated trial succeeds: \(answers.filter { ($0["ok"] as? Bool) != true })")
         return (t, ninoOf)
     }
 
@@ -76,8 +82,9 @@ struct ExportTests {
         let body = Array(rows.dropFirst())
         // 90 referred − 1 cancelled − R-4 and R-7 opted out = 87 rows, in
         // research id order (RULES2 R11), never in referral order.
-        let referralOf = Dictionary(uniqueKeysWithValues: (0..<90).map { "R-\($0)" }.filter { !["R-0", "R-4", "R-7"].contains($0) }
-            .map { (researchID(ninoOf[$0]!), $0) })
+        let referralOf = Dictionary(
+            uniqueKeysWithValues: (0..<90).map { "R-\($0)" }.filter { !["R-0", "R-4", "R-7"].contains($0) }
+                .map { (researchID(ninoOf[$0]!), $0) })
         let expectedIDs = body.compactMap { referralOf[$0[0]] }
         #expect(body.count == referralOf.count && expectedIDs.count == body.count, "research ids per ALLOCATION.md §5")
         #expect(body.map { $0[0] } == referralOf.keys.sorted(), "rows sorted by research id")
@@ -117,7 +124,8 @@ struct ExportTests {
         #expect(report["events"] as? Int == (manifest["head_seq"] as? Int).map { $0 + 1 })
 
         // Nothing that identifies a person anywhere in the folder.
-        let forbidden = ninoOf.values.flatMap { [$0, pseudonym($0)] } + ninoOf.keys.map { "\"\($0)\"" } + ninoOf.keys.map { ",\($0)," }
+        let forbidden =
+            ninoOf.values.flatMap { [$0, pseudonym($0)] } + ninoOf.keys.map { "\"\($0)\"" } + ninoOf.keys.map { ",\($0)," }
             + ["S001", "moved away", "NINO:"]
         for name in try FileManager.default.contentsOfDirectory(atPath: out.path) {
             let text = try String(contentsOf: out.appendingPathComponent(name), encoding: .utf8)
@@ -173,8 +181,9 @@ struct ExportTests {
         let ridA = researchID(a), ridB = researchID(b)
         let numbers = rows.map { ($0["research_id"] as? String ?? "", $0["referral_number"] as? Int ?? 0, $0["gk_outcome"] as? String ?? "") }
         let expected = [(ridA, 1, "not_selected"), (ridA, 2, "pending"), (ridB, 1, "not_selected")].sorted { ($0.0, $0.1) < ($1.0, $1.1) }
-        #expect(numbers.map { "\($0.0.prefix(8)) \($0.1) \($0.2)" } == expected.map { "\($0.0.prefix(8)) \($0.1) \($0.2)" },
-                "rows sorted by research id, then the person's referral number")
+        #expect(
+            numbers.map { "\($0.0.prefix(8)) \($0.1) \($0.2)" } == expected.map { "\($0.0.prefix(8)) \($0.1) \($0.2)" },
+            "rows sorted by research id, then the person's referral number")
 
         try t.openStore().unsafeExecute("UPDATE referrals SET person = claimant || 'x' WHERE referral_id = 'A-3'")
         let tampered = try t.verify()

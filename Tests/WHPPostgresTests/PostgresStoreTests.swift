@@ -22,8 +22,11 @@ struct PostgresStoreTests {
         let districts = ["devon-cornwall", "example-north", "leicestershire-northants", "example-south"]
         var lines: [String] = []
         for k in 0..<240 {
-            lines.append(Req.line(Req.refer("r\(k)", referral: "R\(k)", nino: Req.nino(k), district: districts[k % 4],
-                                            group: k % 3 == 0 ? "early_access" : "disability", date: "2017-11-\(10 + k % 15)")))
+            lines.append(
+                Req.line(
+                    Req.refer(
+                        "r\(k)", referral: "R\(k)", nino: Req.nino(k), district: districts[k % 4],
+                        group: k % 3 == 0 ? "early_access" : "disability", date: "2017-11-\(10 + k % 15)")))
         }
         lines.append(Req.line(Req.envelope("c1", "cancel", role: "work_coach", ["referral_id": "R7", "reason": "moved away"])))
         for (j, d) in districts.enumerated() {
@@ -89,8 +92,9 @@ struct PostgresStoreTests {
             more.append(Req.line(Req.refer("m\(k)", referral: "R\(k)", nino: Req.nino(k), district: "example-north", date: "2018-01-20")))
         }
         more.append(Req.line(Req.gatekeep("mg", run: "run-more", district: "example-north", date: "2018-01-25", capacity: 20)))
-        let s = try runWHP(["serve"] + Self.args(t, store: pg), env: ["WHP_NOW": "2018-02-01T09:00:00Z"],
-                           stdin: Data((more.joined(separator: "\n") + "\n").utf8))
+        let s = try runWHP(
+            ["serve"] + Self.args(t, store: pg), env: ["WHP_NOW": "2018-02-01T09:00:00Z"],
+            stdin: Data((more.joined(separator: "\n") + "\n").utf8))
         #expect(s.status == 0)
         #expect(s.stdout.split(separator: "\n").count == more.count && !s.stdout.contains("\"ok\":false"), "\(s.stdout.prefix(400))")
         let v2 = try runWHP(["verify", "--json"] + Self.args(t, store: pg) + ["--seeds", t.seeds.path, "--seed", t.seedFile.path])
@@ -204,8 +208,10 @@ struct LostRaceTests {
             try #require(try runWHP(["migrate-store", "--from", t.data.path, "--to", pg]).status == 0)
             let sessions = (0..<2).map { k in
                 (0..<400).map { i in
-                    Req.line(Req.refer("k\(k)-\(i)", referral: "K\(k)-\(i)", nino: Req.nino(100_000 * (k + 1) + i),
-                                       district: "example-north", date: "2017-11-01"))
+                    Req.line(
+                        Req.refer(
+                            "k\(k)-\(i)", referral: "K\(k)-\(i)", nino: Req.nino(100_000 * (k + 1) + i),
+                            district: "example-north", date: "2017-11-01"))
                 }
             }
             let raceLogs = InMemoryLogs()
@@ -221,12 +227,15 @@ struct LostRaceTests {
                 lock.lock(); results[k] = answers; lock.unlock()
             }
             for (k, answers) in results.enumerated() {
-                #expect(answers.count == 400 && answers.allSatisfy { $0.contains("\"ok\":true") },
-                        "round \(round), instance \(k): \(answers.filter { !$0.contains("\"ok\":true") }.prefix(3)); \(doors[k].logs.messages.suffix(3))")
+                #expect(
+                    answers.count == 400 && answers.allSatisfy { $0.contains("\"ok\":true") },
+                    "round \(round), instance \(k): \(answers.filter { !$0.contains("\"ok\":true") }.prefix(3)); \(doors[k].logs.messages.suffix(3))")
             }
             if raceLogs.messages.contains(where: { $0.contains("lost a race") }) { sawRetry = true }
-            let v = try runWHP(["verify", "--config", t.config.path, "--data", t.data.path, "--store", pg,
-                                "--seeds", t.seeds.path, "--seed", t.seedFile.path])
+            let v = try runWHP([
+                "verify", "--config", t.config.path, "--data", t.data.path, "--store", pg,
+                "--seeds", t.seeds.path, "--seed", t.seedFile.path,
+            ])
             #expect(v.status == 0, "one chain after racing writers: \(v.stdout)")
             let head = try runWHP(["checkpoint", "--config", t.config.path, "--data", t.data.path, "--store", pg])
             #expect(head.stdout.contains("\"seq\":801"), "1 + 800 referrals, each once: \(head.stdout)")

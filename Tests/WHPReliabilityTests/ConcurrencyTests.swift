@@ -6,7 +6,7 @@ import WHPJSON
 import WHPStore
 import WHPTestSupport
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// PROTOCOL.md §1: "Several processes may serve one store at once: writers
@@ -49,21 +49,33 @@ struct ConcurrencyTests {
                 if i % 40 == 7 {
                     // The same referral sent by every writer, identically: one event, the same answer to all.
                     let j = i / 40
-                    w.planned.append((.refer, id, R.refer(id, "shared-\(j)", claimant: R.nino(60_000 + j), district: "devon-cornwall", date: "2019-01-20"),
-                                      ["duplicate_referral", "not_eligible"]))
+                    w.planned.append(
+                        (
+                            .refer, id, R.refer(id, "shared-\(j)", claimant: R.nino(60_000 + j), district: "devon-cornwall", date: "2019-01-20"),
+                            ["duplicate_referral", "not_eligible"]
+                        ))
                 } else if i % 40 == 17 {
                     // One referral id, a different claimant per writer: at most one wins, the rest conflict.
                     let j = i / 40
-                    w.planned.append((.refer, id, R.refer(id, "clash-\(j)", claimant: R.nino(70_000 + 100 * j + k), district: "example-south", date: "2019-01-21"),
-                                      ["conflict", "duplicate_referral", "not_eligible"]))
+                    w.planned.append(
+                        (
+                            .refer, id, R.refer(id, "clash-\(j)", claimant: R.nino(70_000 + 100 * j + k), district: "example-south", date: "2019-01-21"),
+                            ["conflict", "duplicate_referral", "not_eligible"]
+                        ))
                 } else if i % 100 == 55 {
                     // The same gatekeeper run sent by every writer.
                     let j = i / 100
-                    w.planned.append((.gatekeep, id, R.capacity(id, run: "shared-run-\(j)", district: Self.districts[j % 3], date: "2019-02-01", 3),
-                                      ["wrong_state"]))
+                    w.planned.append(
+                        (
+                            .gatekeep, id, R.capacity(id, run: "shared-run-\(j)", district: Self.districts[j % 3], date: "2019-02-01", 3),
+                            ["wrong_state"]
+                        ))
                 } else if i % 25 == 24 {
-                    w.planned.append((.gatekeep, id, R.capacity(id, run: "w\(k)-run-\(i)", district: district, date: "2019-02-01", rng.int(1...4)),
-                                      ["wrong_state"]))
+                    w.planned.append(
+                        (
+                            .gatekeep, id, R.capacity(id, run: "w\(k)-run-\(i)", district: district, date: "2019-02-01", rng.int(1...4)),
+                            ["wrong_state"]
+                        ))
                 } else if rng.chance(0.05), let rid = mine.popLast() {
                     w.planned.append((.cancel, id, R.cancel(id, rid), ["wrong_state", "not_found"]))
                 } else if rng.chance(0.03) {
@@ -71,9 +83,14 @@ struct ConcurrencyTests {
                 } else {
                     let rid = "w\(k)-r\(i)"
                     mine.append(rid)
-                    w.planned.append((.refer, id, R.refer(id, rid, claimant: R.nino(20_000 + rng.int(0...pool - 1)), district: district,
-                                                          group: rng.pick(RelTrial.groups), date: "2019-01-\(String(format: "%02d", rng.int(1...31)))"),
-                                      ["duplicate_referral", "not_eligible"]))
+                    w.planned.append(
+                        (
+                            .refer, id,
+                            R.refer(
+                                id, rid, claimant: R.nino(20_000 + rng.int(0...pool - 1)), district: district,
+                                group: rng.pick(RelTrial.groups), date: "2019-01-\(String(format: "%02d", rng.int(1...31)))"),
+                            ["duplicate_referral", "not_eligible"]
+                        ))
                 }
             }
             writers.append(w)
@@ -105,13 +122,14 @@ struct ConcurrencyTests {
         var writerThreads: [DispatchSemaphore] = []
         for (k, c) in children.enumerated() {
             let chunks = plans[k]
-            writerThreads.append(onThread {
-                for (text, pause) in chunks {
-                    if !c.write(Array(text.utf8)) { break }
-                    usleep(pause)
-                }
-                c.closeStdin()
-            })
+            writerThreads.append(
+                onThread {
+                    for (text, pause) in chunks {
+                        if !c.write(Array(text.utf8)) { break }
+                        usleep(pause)
+                    }
+                    c.closeStdin()
+                })
         }
         let results = UnsafeMutableBufferPointer<[String]>.allocate(capacity: count)
         results.initialize(repeating: [])
@@ -167,8 +185,9 @@ struct ConcurrencyTests {
         expectNoProblems(problems, "answers (seed \(String(seed, radix: 16)))")
         let oks = acked.filter(\.answer.ok).count
         #expect(acked.contains { $0.kind == .gatekeep && $0.answer.ok }, "some gatekeeper runs decided referrals")
-        #expect(acked.contains { $0.answer.code == "duplicate_referral" } || acked.contains { $0.answer.code == "not_eligible" },
-                "the claimant pool overlaps, so some referrals were refused")
+        #expect(
+            acked.contains { $0.answer.code == "duplicate_referral" } || acked.contains { $0.answer.code == "not_eligible" },
+            "the claimant pool overlaps, so some referrals were refused")
 
         // One chain; every lock and draw re-verified.
         let v = try t.verifyReport(["--seed", t.seedFile.path])
@@ -176,7 +195,7 @@ struct ConcurrencyTests {
 
         // The log, rebuilt independently: claimants' referrals over time.
         let log = try readLog(t)
-        var awaiting: [String: Set<String>] = [:]   // claimant → referral ids awaiting
+        var awaiting: [String: Set<String>] = [:]  // claimant → referral ids awaiting
         var claimantOf: [String: String] = [:]
         var decided: [String: Int] = [:], allocated: [String: Int] = [:]
         var lockProblems: [String] = []
@@ -232,7 +251,9 @@ struct ConcurrencyTests {
         let (replayProblems, events) = try replayAcknowledged(t, acked, label: "\(count) writers")
         expectNoProblems(replayProblems, "replays")
         #expect(events == log.count)
-        Env.progress("concurrency, \(count) writers: \(acked.count) answers (\(oks) ok), \(log.count) events, \(switches) writer switches, \(decided.count) claimants decided, verify \(v.ok ? "ok" : "FAILED")")
+        Env.progress(
+            "concurrency, \(count) writers: \(acked.count) answers (\(oks) ok), \(log.count) events, \(switches) writer switches, \(decided.count) claimants decided, verify \(v.ok ? "ok" : "FAILED")"
+        )
     }
 }
 

@@ -6,7 +6,7 @@ import WHPJSON
 import WHPStore
 import WHPTestSupport
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// PROTOCOL.md §1: a response is written only after its events are durably
@@ -58,8 +58,10 @@ struct CrashTests {
         let n = 5000, capacity = 2500
         var lines: [String] = []
         for i in 0..<n {
-            lines.append(R.refer("big-\(i)", "BIG-R\(i)", claimant: R.nino(900_000 + i), district: district,
-                                 group: RelTrial.groups[i % 2], date: "2019-01-\(String(format: "%02d", 1 + i % 28))"))
+            lines.append(
+                R.refer(
+                    "big-\(i)", "BIG-R\(i)", claimant: R.nino(900_000 + i), district: district,
+                    group: RelTrial.groups[i % 2], date: "2019-01-\(String(format: "%02d", 1 + i % 28))"))
         }
         let setup = try t.session(lines)
         try #require(setup.status == 0 && setup.responses.count == n)
@@ -109,8 +111,9 @@ struct CrashTests {
             let log = try readLog(t)
             let decisions = log.filter { $0.type == "gatekeeper_decision" && $0.payload["run_id"] == run }
             let allocations = log.filter { $0.type == "allocated" && $0.payload["run_id"] == run }
-            let outcome = "attempt \(attempt) (\(byWAL ? "at WAL growth" : String(format: "after %.0f ms", delay * 1000))): " +
-                "\(decisions.count) decisions, \(allocations.count) allocations, \(stillPending) pending, answered \(answered.count)"
+            let outcome =
+                "attempt \(attempt) (\(byWAL ? "at WAL growth" : String(format: "after %.0f ms", delay * 1000))): "
+                + "\(decisions.count) decisions, \(allocations.count) allocations, \(stillPending) pending, answered \(answered.count)"
             outcomes.append(outcome)
             if decisions.isEmpty {
                 #expect(allocations.isEmpty, "\(outcome)")
@@ -122,7 +125,8 @@ struct CrashTests {
                 committed = true
                 #expect(decisions.count == n, "every pending referral decided: \(outcome)")
                 #expect(allocations.count == capacity, "every selected referral allocated: \(outcome)")
-                #expect(Set(decisions.filter { $0.payload["decision"] == "selected" }.compactMap { $0.payload["referral_id"] })
+                #expect(
+                    Set(decisions.filter { $0.payload["decision"] == "selected" }.compactMap { $0.payload["referral_id"] })
                         == Set(allocations.compactMap { $0.payload["referral_id"] }), "\(outcome)")
                 #expect(stillPending == 0, "\(outcome)")
                 #expect(events == baseEvents + n + capacity, "\(outcome)")
@@ -287,22 +291,30 @@ final class CrashCampaign {
             let district = rng.pick(RelTrial.districts)
             if i % 60 == 59 || roll < 2 {
                 let run = "run-\(round)-\(i)"
-                out.append(Planned(kind: .gatekeep, id: id, line: R.capacity(id, run: run, district: district, date: "2019-02-01", rng.int(0...8)),
-                                   mayFail: ["wrong_state"]))
+                out.append(
+                    Planned(
+                        kind: .gatekeep, id: id, line: R.capacity(id, run: run, district: district, date: "2019-02-01", rng.int(0...8)),
+                        mayFail: ["wrong_state"]))
             } else if roll < 6, !freshRefers.isEmpty {
                 let rid = rng.pick(freshRefers)
                 freshRefers.removeAll { $0 == rid }
                 out.append(Planned(kind: .cancel, id: id, line: R.cancel(id, rid), mayFail: ["wrong_state"]))
             } else if roll < 9, !referredClaimants.isEmpty {
                 // A claimant referred before: pending, locked, or free again after a cancellation.
-                out.append(Planned(kind: .refer, id: id, line: R.refer(id, "x\(round)-\(i)", claimant: R.nino(rng.pick(referredClaimants)),
-                                                                     district: district, group: rng.pick(RelTrial.groups), date: date),
-                                   mayFail: ["duplicate_referral", "not_eligible"]))
+                out.append(
+                    Planned(
+                        kind: .refer, id: id,
+                        line: R.refer(
+                            id, "x\(round)-\(i)", claimant: R.nino(rng.pick(referredClaimants)),
+                            district: district, group: rng.pick(RelTrial.groups), date: date),
+                        mayFail: ["duplicate_referral", "not_eligible"]))
             } else if roll < 11, !decided.isEmpty {
                 let rid = decided.remove(at: rng.int(0...decided.count - 1))
-                out.append(Planned(kind: .flag, id: id, line: R.flag(id, rid, reason: rng.pick(["ineligible", "duplicate", "wrong_group", "other"])), mayFail: []))
+                out.append(
+                    Planned(kind: .flag, id: id, line: R.flag(id, rid, reason: rng.pick(["ineligible", "duplicate", "wrong_group", "other"])), mayFail: []))
             } else if roll < 12 {
-                out.append(Planned(kind: .optOut, id: id, line: R.optOut(id, claimant: ["ref": String(100_000_000_000 + counter)], date: "2019-03-01"), mayFail: []))
+                out.append(
+                    Planned(kind: .optOut, id: id, line: R.optOut(id, claimant: ["ref": String(100_000_000_000 + counter)], date: "2019-03-01"), mayFail: []))
             } else if roll < 13, let rid = freshRefers.last {
                 out.append(Planned(kind: .disclose, id: id, line: R.disclose(id, rid), mayFail: []))
             } else if roll < 15 {
@@ -310,8 +322,12 @@ final class CrashCampaign {
             } else {
                 let rid = "r\(round)-\(i)"
                 freshRefers.append(rid)
-                out.append(Planned(kind: .refer, id: id, line: R.refer(id, rid, claimant: R.nino(counter), district: district,
-                                                                     group: rng.pick(RelTrial.groups), date: date), mayFail: [], claimant: counter))
+                out.append(
+                    Planned(
+                        kind: .refer, id: id,
+                        line: R.refer(
+                            id, rid, claimant: R.nino(counter), district: district,
+                            group: rng.pick(RelTrial.groups), date: date), mayFail: [], claimant: counter))
             }
         }
         return out
@@ -419,7 +435,9 @@ final class CrashCampaign {
         if v.events != events { problems.append("\(label): verify saw \(v.events) events, the replay serve \(events)") }
         if !problems.isEmpty { stats.failures += 1 }
         if verbose {
-            Env.progress("[kill \(stats.kills)] \(trigger): \(acked.count)/\(m) answered, log \(events) events, verify \(v.ok ? "ok" : "FAILED")\(problems.isEmpty ? "" : ", \(problems.count) problem(s)")")
+            Env.progress(
+                "[kill \(stats.kills)] \(trigger): \(acked.count)/\(m) answered, log \(events) events, verify \(v.ok ? "ok" : "FAILED")\(problems.isEmpty ? "" : ", \(problems.count) problem(s)")"
+            )
         }
         return problems
     }

@@ -26,8 +26,10 @@ struct HostileInputTests {
         let count = Env.int("WHP_HOSTILE_LINES") ?? 3000
         var lines: [HostileGenerator.Line] = []
         for _ in 0..<count { lines.append(g.next()) }
-        lines.append(.init(bytes: Array(R.refer("alive-1", "ALIVE-1", claimant: R.nino(777), district: "devon-cornwall", date: "2019-01-10").utf8),
-                           kind: "alive", expect: .ok, id: "alive-1"))
+        lines.append(
+            .init(
+                bytes: Array(R.refer("alive-1", "ALIVE-1", claimant: R.nino(777), district: "devon-cornwall", date: "2019-01-10").utf8),
+                kind: "alive", expect: .ok, id: "alive-1"))
         lines.append(.init(bytes: Array(R.status("alive-2").utf8), kind: "alive", expect: .ok, id: "alive-2"))
         var input: [UInt8] = []
         for l in lines { input += l.bytes; input.append(0x0a) }
@@ -54,7 +56,8 @@ struct HostileInputTests {
             case .any: break
             case .ok: if !ok { problems.append("[\(l.kind)] expected ok: \(shown) → \(out.prefix(200))") }
             case .code(let c): if a.code != c { problems.append("[\(l.kind)] expected \(c): \(shown) → \(out.prefix(200))") }
-            case .oneOf(let cs): if ok || !cs.contains(a.code ?? "") { problems.append("[\(l.kind)] expected one of \(cs.sorted()): \(shown) → \(out.prefix(200))") }
+            case .oneOf(let cs):
+                if ok || !cs.contains(a.code ?? "") { problems.append("[\(l.kind)] expected one of \(cs.sorted()): \(shown) → \(out.prefix(200))") }
             }
             if let id = l.id, !(a.obj["id"] is NSNull), a.id != id { problems.append("[\(l.kind)] id \(a.id ?? "?") expected \(id)") }
             if l.id == nil, ["bad_json", "too_large"].contains(a.code ?? ""), !(a.obj["id"] is NSNull) {
@@ -62,8 +65,10 @@ struct HostileInputTests {
             }
         }
         expectNoProblems(problems, "hostile lines (WHP_TEST_SEED=\(String(seed, radix: 16)))")
-        Env.progress(String(format: "hostile input: %d lines (%d bytes) through one serve in %.2f s; kinds %@", lines.count, input.count, seconds,
-                            byKind.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")))
+        Env.progress(
+            String(
+                format: "hostile input: %d lines (%d bytes) through one serve in %.2f s; kinds %@", lines.count, input.count, seconds,
+                byKind.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")))
         let v = try t.verifyReport(["--seed", t.seedFile.path])
         #expect(v.status == 0 && v.ok, "\(v)")
     }
@@ -127,14 +132,18 @@ struct HostileGenerator {
         case 4: return R.flag(id, "H-\(rng.int(1...max(1, n)))")
         case 5: return R.optOut(id, claimant: ["ref": String(100_000_000_000 + n)], date: "2019-03-01")
         case 6: return R.disclose(id, "H-\(rng.int(1...max(1, n)))")
-        case 7: return Req.line(Req.envelope(id, "eligibility", role: "work_coach", ["claimant": ["nino": Req.nino(400_000 + rng.int(0...max(1, n)))], "date": "2019-03-01"]))
+        case 7:
+            return Req.line(
+                Req.envelope(id, "eligibility", role: "work_coach", ["claimant": ["nino": Req.nino(400_000 + rng.int(0...max(1, n)))], "date": "2019-03-01"]))
         case 8: return Req.line(Req.envelope(id, "outcome", role: "work_coach", ["referral_id": "H-\(rng.int(1...max(1, n)))", "audience": "claimant"]))
         default: return R.status(id)
         }
     }
 
     mutating func bytesWithout0A(_ count: Int) -> [UInt8] {
-        (0..<count).map { _ in var b = UInt8.random(in: 0...255, using: &rng); if b == 0x0a { b = 0x0b }; return b }
+        (0..<count).map { _ in
+            var b = UInt8.random(in: 0...255, using: &rng); if b == 0x0a { b = 0x0b }; return b
+        }
     }
 
     /// Makes sure a line is neither empty nor just "\r", and holds no \n.
@@ -177,26 +186,32 @@ struct HostileGenerator {
             let depth = rng.chance(0.5) ? rng.int(1...60) : rng.int(70...30_000)
             let open = rng.chance(0.5) ? "[" : "{\"a\":"
             let close = open == "[" ? "]" : "}"
-            let line = "{\"v\":1,\"id\":\"\(id)\",\"op\":\"status\",\"actor\":{\"role\":\"gatekeeper\",\"id\":\"G\"},\"deep\":"
+            let line =
+                "{\"v\":1,\"id\":\"\(id)\",\"op\":\"status\",\"actor\":{\"role\":\"gatekeeper\",\"id\":\"G\"},\"deep\":"
                 + String(repeating: open, count: depth) + "0" + String(repeating: close, count: depth) + "}"
             let fits = line.utf8.count <= 65_536
-            return Line(bytes: Array(line.utf8), kind: "deep-nesting", expect: !fits ? .code("too_large") : depth <= 60 ? .ok : .code("bad_json"),
-                        id: depth <= 60 ? id : nil)
+            return Line(
+                bytes: Array(line.utf8), kind: "deep-nesting", expect: !fits ? .code("too_large") : depth <= 60 ? .ok : .code("bad_json"),
+                id: depth <= 60 ? id : nil)
         case 6:
             // Unclosed nesting.
-            return Line(bytes: Array(String(repeating: rng.pick(["[", "{\"a\":", "[{\"b\":"]), count: rng.int(1...20_000)).utf8), kind: "unclosed-nesting",
-                        expect: .oneOf(["bad_json", "too_large"]))
+            return Line(
+                bytes: Array(String(repeating: rng.pick(["[", "{\"a\":", "[{\"b\":"]), count: rng.int(1...20_000)).utf8), kind: "unclosed-nesting",
+                expect: .oneOf(["bad_json", "too_large"]))
         case 7:
             // Numbers: huge, negative, fractional, exponent, or just past 2^31 − 1.
-            let nums = ["1e400", "123456789012345678901234567890", "-1", "1.0", "1e0", "2147483648", "9" + String(repeating: "9", count: 400),
-                        "-2147483649", "0.5", "1E+2", "0x10", "01", "+1", "NaN", "Infinity", "1.", ".5", "-"]
+            let nums = [
+                "1e400", "123456789012345678901234567890", "-1", "1.0", "1e0", "2147483648", "9" + String(repeating: "9", count: 400),
+                "-2147483649", "0.5", "1E+2", "0x10", "01", "+1", "NaN", "Infinity", "1.", ".5", "-",
+            ]
             let num = rng.pick(nums)
             if rng.chance(0.5) {
                 let line = "{\"v\":\(num),\"id\":\"\(id)\",\"op\":\"status\",\"actor\":{\"role\":\"gatekeeper\",\"id\":\"G\"}}"
                 let invalidJSON = ["0x10", "01", "+1", "NaN", "Infinity", "1.", ".5", "-"].contains(num)
                 return Line(bytes: Array(line.utf8), kind: "number-v", expect: .code(invalidJSON ? "bad_json" : "bad_request"), id: invalidJSON ? nil : id)
             }
-            let line = "{\"v\":1,\"id\":\"\(id)\",\"op\":\"gatekeep\",\"actor\":{\"role\":\"gatekeeper\",\"id\":\"G\"},\"run_id\":\"N-\(n)\",\"district\":\"devon-cornwall\",\"gk_date\":\"2019-02-01\",\"capacity\":\(num)}"
+            let line =
+                "{\"v\":1,\"id\":\"\(id)\",\"op\":\"gatekeep\",\"actor\":{\"role\":\"gatekeeper\",\"id\":\"G\"},\"run_id\":\"N-\(n)\",\"district\":\"devon-cornwall\",\"gk_date\":\"2019-02-01\",\"capacity\":\(num)}"
             let invalidJSON = ["0x10", "01", "+1", "NaN", "Infinity", "1.", ".5", "-"].contains(num)
             return Line(bytes: Array(line.utf8), kind: "number-capacity", expect: .code(invalidJSON ? "bad_json" : "invalid_field"), id: invalidJSON ? nil : id)
         case 8:

@@ -6,7 +6,7 @@ import WHPJSON
 import WHPStore
 import WHPTestSupport
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // Helpers of the reliability suites: child processes on close-on-exec pipes
@@ -28,7 +28,9 @@ enum Env {
     }()
 
     /// Writes into a dead child's stdin must fail with EPIPE, not kill the test process.
-    static let ignoreSIGPIPE: Void = { signal(SIGPIPE, SIG_IGN); return () }()
+    static let ignoreSIGPIPE: Void = {
+        signal(SIGPIPE, SIG_IGN); return ()
+    }()
 
     /// Progress for the long runs, on stderr (never stdout: it stays the test report's).
     static func progress(_ s: String) {
@@ -37,7 +39,6 @@ enum Env {
 }
 
 // (The seeded generator, SplitMix, is in WHPTestSupport; tests print its seed on failure.)
-
 
 /// A seed for a run: `WHP_TEST_SEED` to replay one, else fresh.
 func runSeed() -> UInt64 {
@@ -120,6 +121,7 @@ final class Child: @unchecked Sendable {
         return true
     }
 
+    @discardableResult
     func write(_ line: String) -> Bool { write(Array((line + "\n").utf8)) }
 
     func closeStdin() {
@@ -206,7 +208,9 @@ struct ChildError: Error, CustomStringConvertible {
 @discardableResult
 func onThread(_ body: @escaping @Sendable () -> Void) -> DispatchSemaphore {
     let done = DispatchSemaphore(value: 0)
-    let t = Thread { body(); done.signal() }
+    let t = Thread {
+        body(); done.signal()
+    }
     t.stackSize = 1 << 20
     t.start()
     return done
@@ -217,7 +221,9 @@ func execWHP(_ args: [String], env: [String: String] = [:], stdin: [UInt8] = [])
     let errFile = FileManager.default.temporaryDirectory.appendingPathComponent("whp-rel-err-\(UUID().uuidString)").path
     defer { try? FileManager.default.removeItem(atPath: errFile) }
     let c = try Child(args, env: env, stderrPath: errFile)
-    let done = onThread { c.write(stdin); c.closeStdin() }
+    let done = onThread {
+        c.write(stdin); c.closeStdin()
+    }
     let out = c.readAll()
     done.wait()
     let status = c.wait()
@@ -250,8 +256,10 @@ enum RelTrial {
     static let now = "2019-06-01T12:00:00Z"
     static let initNow = "2018-12-01T09:00:00Z"
     static let seedHex = "5eed0123456789abcdef0123456789abcdef0123456789abcdeffedcba987654"
-    static let districts = ["lincolnshire-nottinghamshire-rutland", "leicestershire-northants",
-                            "dorset-wiltshire-hampshire-iow", "devon-cornwall", "example-north", "example-south"]
+    static let districts = [
+        "lincolnshire-nottinghamshire-rutland", "leicestershire-northants",
+        "dorset-wiltshire-hampshire-iow", "devon-cornwall", "example-north", "example-south",
+    ]
     static let groups = ["disability", "early_access"]
 
     /// A fresh, initialised trial with a known seed.
@@ -278,7 +286,8 @@ struct Report: CustomStringConvertible {
         self.status = status
         raw = text + (stderr.isEmpty ? "" : " / stderr: " + stderr)
         guard let obj = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any],
-              let ok = obj["ok"] as? Bool, let events = obj["events"] as? Int, let list = obj["checks"] as? [[String: Any]] else {
+            let ok = obj["ok"] as? Bool, let events = obj["events"] as? Int, let list = obj["checks"] as? [[String: Any]]
+        else {
             throw ChildError("verify --json printed no report (exit \(status)): \(text) \(stderr)")
         }
         self.ok = ok
@@ -300,15 +309,19 @@ struct Report: CustomStringConvertible {
 
 // MARK: - The log, read straight from the store
 
-
 func sqlQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "''") + "'" }
 
 // MARK: - Requests and responses
 
 enum R {
     static func refer(_ id: String, _ rid: String, claimant: [String: String], district: String, group: String = "disability", date: String) -> String {
-        Req.line(Req.envelope(id, "refer", role: "work_coach", actor: "WC0001", ["referral_id": rid, "claimant": claimant,
-            "district": district, "group": group, "referral_date": date]))
+        Req.line(
+            Req.envelope(
+                id, "refer", role: "work_coach", actor: "WC0001",
+                [
+                    "referral_id": rid, "claimant": claimant,
+                    "district": district, "group": group, "referral_date": date,
+                ]))
     }
     static func cancel(_ id: String, _ rid: String) -> String {
         Req.line(Req.envelope(id, "cancel", role: "work_coach", actor: "WC0001", ["referral_id": rid, "reason": "withdrawn by the claimant"]))
@@ -359,9 +372,11 @@ struct Reply: CustomStringConvertible {
     var description: String { line }
 }
 
-let protocolCodes: Set<String> = ["too_large", "bad_json", "bad_request", "unknown_op", "forbidden", "invalid_field",
-                                  "unknown_district", "unknown_group", "conflict", "not_found", "wrong_state",
-                                  "duplicate_referral", "not_eligible", "internal"]
+let protocolCodes: Set<String> = [
+    "too_large", "bad_json", "bad_request", "unknown_op", "forbidden", "invalid_field",
+    "unknown_district", "unknown_group", "conflict", "not_found", "wrong_state",
+    "duplicate_referral", "not_eligible", "internal",
+]
 
 /// The kinds of request whose success is remembered (PROTOCOL.md §3 idempotency)
 /// or, for opt_out, answered `already` on a repeat.

@@ -29,14 +29,19 @@ struct TamperMatrixTests {
         let v = try t.verifyReport(["--seed", t.seedFile.path, "--checkpoint", base.checkpointFile(in: t)])
         #expect(v.status == 0 && v.ok, "\(v)")
         #expect(v.events == base.n)
-        for name in ["chain", "config_hash", "draws", "locks", "psc", "recorded_at", "derived_tables", "commitment",
-                     "derived_seeds", "lottery", "checkpoint", "gatekeeper"] {
+        for name in [
+            "chain", "config_hash", "draws", "locks", "psc", "recorded_at", "derived_tables", "commitment",
+            "derived_seeds", "lottery", "checkpoint", "gatekeeper",
+        ] {
             #expect(v.checks[name]?.ok == true, "\(name): \(v)")
         }
         // The base trial exercises what the matrix needs.
         let types = Set(base.log.map(\.type))
-        #expect(types.isSuperset(of: ["trial_started", "referred", "cancelled", "gatekeeper_decision", "allocated",
-                                      "opted_out", "flagged_in_error", "disclosed"]))
+        #expect(
+            types.isSuperset(of: [
+                "trial_started", "referred", "cancelled", "gatekeeper_decision", "allocated",
+                "opted_out", "flagged_in_error", "disclosed",
+            ]))
         #expect(Set(base.log.compactMap { $0.type == "gatekeeper_decision" ? $0.payload["rule"] : nil }) == ["fifo", "lottery", "manual"])
         #expect(base.log.last?.type == "flagged_in_error", "the newest event changes a derived table")
         #expect(base.rows["strata"]!.count == 6 && base.rows["opt_outs"]!.count == 3 && base.rows["runs"]!.count >= 8)
@@ -131,16 +136,20 @@ final class BaseTrial: @unchecked Sendable {
         let d = RelTrial.districts
         var a: [String] = []
         for i in 0..<84 {
-            a.append(R.refer("a\(i)", "T-\(i)", claimant: R.nino(5000 + i), district: d[i % 6], group: RelTrial.groups[i % 2],
-                             date: "2019-01-\(String(format: "%02d", 1 + i % 28))"))
+            a.append(
+                R.refer(
+                    "a\(i)", "T-\(i)", claimant: R.nino(5000 + i), district: d[i % 6], group: RelTrial.groups[i % 2],
+                    date: "2019-01-\(String(format: "%02d", 1 + i % 28))"))
         }
         for rid in ["T-0", "T-7", "T-13"] { a.append(R.cancel("c-\(rid)", rid)) }
         for (k, district) in d.enumerated() where district != "example-north" {
             a.append(R.capacity("g\(k)", run: "RUN-\(district)", district: district, date: "2019-02-01", 5))
         }
         let north = (0..<84).filter { $0 % 6 == 4 }.map { "T-\($0)" }
-        a.append(R.decide("manual", run: "RUN-north-manual", district: "example-north", date: "2019-02-01",
-                          north.enumerated().map { ($0.element, $0.offset % 2 == 0) }))
+        a.append(
+            R.decide(
+                "manual", run: "RUN-north-manual", district: "example-north", date: "2019-02-01",
+                north.enumerated().map { ($0.element, $0.offset % 2 == 0) }))
         // A second wave, so strata run over several blocks.
         for i in 84..<120 {
             a.append(R.refer("a\(i)", "T-\(i)", claimant: R.nino(5000 + i), district: d[i % 3], group: RelTrial.groups[i % 2], date: "2019-02-10"))
@@ -226,7 +235,11 @@ final class BaseTrial: @unchecked Sendable {
     }
 
     func seq(_ pos: Position) -> Int {
-        switch pos { case .start: 1; case .middle: m; case .end: n }
+        switch pos {
+        case .start: 1;
+        case .middle: m;
+        case .end: n
+        }
     }
 }
 
@@ -254,9 +267,11 @@ struct TamperCase: Sendable, CustomTestStringConvertible {
     static let forgedClaimant = String(repeating: "ab", count: 32)
 
     static func forgedReferred(seq: Int) -> String {
-        let p = PayloadJSON.encode(["referral_id": "FORGED-E\(seq)", "claimant": forgedClaimant, "district": "devon-cornwall",
-                                    "group": "disability", "referral_date": "2019-01-05", "actor": "work_coach:WC0001",
-                                    "recorded_at": RelTrial.now])
+        let p = PayloadJSON.encode([
+            "referral_id": "FORGED-E\(seq)", "claimant": forgedClaimant, "district": "devon-cornwall",
+            "group": "disability", "referral_date": "2019-01-05", "actor": "work_coach:WC0001",
+            "recorded_at": RelTrial.now,
+        ])
         return "INSERT INTO events(seq, type, payload, hash) VALUES (\(seq), 'referred', \(sqlQuote(p)), \(sqlQuote(String(repeating: "5a", count: 32))));"
     }
 
@@ -272,96 +287,126 @@ struct TamperCase: Sendable, CustomTestStringConvertible {
     static var log: [TamperCase] {
         var out: [TamperCase] = []
         for pos in Position.allCases {
-            out.append(TamperCase(name: "log: change a payload at the \(pos)") { b in
-                let target = pos == .start ? b.event(1) : pos == .middle ? b.withActor(from: b.m) : b.event(b.n)
-                var p = target.payload
-                if pos == .start { p["recorded_at"] = "2018-12-01T09:00:01Z" } else { p["actor"] = p["actor"]! + "X" }
-                return TamperPlan(sql: "UPDATE events SET payload = \(sqlQuote(PayloadJSON.encode(p))) WHERE seq = \(target.seq);",
-                                  fails: [("chain", target.seq)], exclusive: true)
-            })
-            out.append(TamperCase(name: "log: delete an event at the \(pos)", withCheckpoint: pos != .end) { b in
-                let s = b.seq(pos)
-                // The newest event deleted, no checkpoint: the chain cannot see it; the derived tables can.
-                // (derived_tables names the missing event itself: see ReportPrecisionTests.)
-                let fails: [(String, Int?)] = pos == .end ? [("derived_tables", s)] : [("chain", s)]
-                return TamperPlan(sql: "DELETE FROM events WHERE seq = \(s);", fails: fails, passes: pos == .end ? ["chain"] : [])
-            })
-            out.append(TamperCase(name: "log: swap two events' seq at the \(pos)") { b in
-                let s = pos == .end ? b.n - 1 : b.seq(pos)
-                var fails: [(String, Int?)] = [("chain", s)]
-                if pos == .end { fails.append(("checkpoint", b.n)) }
-                return TamperPlan(sql: swap(s, s + 1), fails: fails)
-            })
-            out.append(TamperCase(name: "log: insert a forged event at the \(pos)") { b in
-                let s = pos == .end ? b.n + 1 : b.seq(pos)
-                var fails: [(String, Int?)] = [("chain", s)]
-                if pos != .end { fails.append(("checkpoint", b.n)) }
-                return TamperPlan(sql: shift(from: s, by: 1) + forgedReferred(seq: s), fails: fails)
-            })
-            out.append(TamperCase(name: "log: truncate the tail at the \(pos) (checkpoint)") { b in
-                let keep = pos == .start ? 1 : pos == .middle ? b.m : b.n - 1
-                return TamperPlan(sql: "DELETE FROM events WHERE seq > \(keep);", fails: [("checkpoint", b.n), ("derived_tables", pos == .end ? b.n : nil)],
-                                  passes: ["chain"])
-            })
+            out.append(
+                TamperCase(name: "log: change a payload at the \(pos)") { b in
+                    let target = pos == .start ? b.event(1) : pos == .middle ? b.withActor(from: b.m) : b.event(b.n)
+                    var p = target.payload
+                    if pos == .start { p["recorded_at"] = "2018-12-01T09:00:01Z" } else { p["actor"] = p["actor"]! + "X" }
+                    return TamperPlan(
+                        sql: "UPDATE events SET payload = \(sqlQuote(PayloadJSON.encode(p))) WHERE seq = \(target.seq);",
+                        fails: [("chain", target.seq)], exclusive: true)
+                })
+            out.append(
+                TamperCase(name: "log: delete an event at the \(pos)", withCheckpoint: pos != .end) { b in
+                    let s = b.seq(pos)
+                    // The newest event deleted, no checkpoint: the chain cannot see it; the derived tables can.
+                    // (derived_tables names the missing event itself: see ReportPrecisionTests.)
+                    let fails: [(String, Int?)] = pos == .end ? [("derived_tables", s)] : [("chain", s)]
+                    return TamperPlan(sql: "DELETE FROM events WHERE seq = \(s);", fails: fails, passes: pos == .end ? ["chain"] : [])
+                })
+            out.append(
+                TamperCase(name: "log: swap two events' seq at the \(pos)") { b in
+                    let s = pos == .end ? b.n - 1 : b.seq(pos)
+                    var fails: [(String, Int?)] = [("chain", s)]
+                    if pos == .end { fails.append(("checkpoint", b.n)) }
+                    return TamperPlan(sql: swap(s, s + 1), fails: fails)
+                })
+            out.append(
+                TamperCase(name: "log: insert a forged event at the \(pos)") { b in
+                    let s = pos == .end ? b.n + 1 : b.seq(pos)
+                    var fails: [(String, Int?)] = [("chain", s)]
+                    if pos != .end { fails.append(("checkpoint", b.n)) }
+                    return TamperPlan(sql: shift(from: s, by: 1) + forgedReferred(seq: s), fails: fails)
+                })
+            out.append(
+                TamperCase(name: "log: truncate the tail at the \(pos) (checkpoint)") { b in
+                    let keep = pos == .start ? 1 : pos == .middle ? b.m : b.n - 1
+                    return TamperPlan(
+                        sql: "DELETE FROM events WHERE seq > \(keep);", fails: [("checkpoint", b.n), ("derived_tables", pos == .end ? b.n : nil)],
+                        passes: ["chain"])
+                })
         }
         // The insider re-computes every later hash: the chain passes; the checkpoint
         // (and what the events mean) still catch it.
-        out.append(TamperCase(name: "log, re-hashed: delete a middle event and renumber") { b in
-            TamperPlan(sql: "DELETE FROM events WHERE seq = \(b.m);" + shift(from: b.m + 1, by: -1),
-                       fails: [("checkpoint", b.n), ("derived_tables", nil)], passes: ["chain"], rehashFrom: b.m)
-        })
-        out.append(TamperCase(name: "log, re-hashed: insert a forged referral in the middle") { b in
-            TamperPlan(sql: shift(from: b.m, by: 1) + forgedReferred(seq: b.m),
-                       fails: [("checkpoint", b.n), ("derived_tables", b.m)], passes: ["chain"], rehashFrom: b.m)
-        })
-        out.append(TamperCase(name: "log, re-hashed: swap two referrals in the middle") { b in
-            // Two adjacent `referred` events: swapping them changes nothing but their order.
-            let s = b.log[(b.m - 1)...].first { $0.type == "referred" && b.event($0.seq + 1).type == "referred" }!.seq
-            // Their rows' referred_seq differ from the rebuild: reported at the smaller of the two rows' last_seq.
-            let ids = [b.event(s), b.event(s + 1)].compactMap { $0.payload["referral_id"] }
-            let lastSeq = b.rows["referrals"]!.filter { ids.contains($0.key) }.map(\.lastSeq).min()
-            return TamperPlan(sql: swap(s, s + 1), fails: [("checkpoint", b.n), ("derived_tables", lastSeq)], passes: ["chain"], rehashFrom: s)
-        })
+        out.append(
+            TamperCase(name: "log, re-hashed: delete a middle event and renumber") { b in
+                TamperPlan(
+                    sql: "DELETE FROM events WHERE seq = \(b.m);" + shift(from: b.m + 1, by: -1),
+                    fails: [("checkpoint", b.n), ("derived_tables", nil)], passes: ["chain"], rehashFrom: b.m)
+            })
+        out.append(
+            TamperCase(name: "log, re-hashed: insert a forged referral in the middle") { b in
+                TamperPlan(
+                    sql: shift(from: b.m, by: 1) + forgedReferred(seq: b.m),
+                    fails: [("checkpoint", b.n), ("derived_tables", b.m)], passes: ["chain"], rehashFrom: b.m)
+            })
+        out.append(
+            TamperCase(name: "log, re-hashed: swap two referrals in the middle") { b in
+                // Two adjacent `referred` events: swapping them changes nothing but their order.
+                let s = b.log[(b.m - 1)...].first { $0.type == "referred" && b.event($0.seq + 1).type == "referred" }!.seq
+                // Their rows' referred_seq differ from the rebuild: reported at the smaller of the two rows' last_seq.
+                let ids = [b.event(s), b.event(s + 1)].compactMap { $0.payload["referral_id"] }
+                let lastSeq = b.rows["referrals"]!.filter { ids.contains($0.key) }.map(\.lastSeq).min()
+                return TamperPlan(sql: swap(s, s + 1), fails: [("checkpoint", b.n), ("derived_tables", lastSeq)], passes: ["chain"], rehashFrom: s)
+            })
         return out
     }
 
     static var derived: [TamperCase] {
         var out: [TamperCase] = []
         let tables: [(table: String, key: String, change: String, insert: @Sendable (Int) -> String)] = [
-            ("referrals", "referral_id", "grp = CASE grp WHEN 'disability' THEN 'early_access' ELSE 'disability' END", { s in
-                "INSERT INTO referrals(referral_id, referred_seq, claimant, person, district, grp, referral_date, status, disclosed, last_seq) VALUES ('FORGED-ROW', \(1_000_000 + s), '\(forgedClaimant)', '\(forgedClaimant)', 'devon-cornwall', 'disability', '2019-01-05', 'awaiting_gatekeeper', 0, \(s));"
-            }),
-            ("runs", "run_id", "capacity = COALESCE(capacity, 0) + 1", { s in
-                "INSERT INTO runs(run_id, district, gk_date, rule, capacity, first_seq, last_seq) VALUES ('FORGED-RUN', 'devon-cornwall', '2019-02-01', 'lottery', 3, \(s), \(s));"
-            }),
-            ("strata", "stratum", "dealt_whp = dealt_whp + 1", { s in
-                "INSERT INTO strata(stratum, next_index, block, block_start, block_size, dealt_whp, dealt_psc, dealt_rcg, last_seq) VALUES ('forged-stratum', 1, 0, 0, 3, 1, 0, 0, \(s));"
-            }),
-            ("opt_outs", "claimant", "date = '2019-03-31'", { s in
-                "INSERT INTO opt_outs(claimant, date, last_seq) VALUES ('\(forgedClaimant)', '2019-03-01', \(s));"
-            }),
+            (
+                "referrals", "referral_id", "grp = CASE grp WHEN 'disability' THEN 'early_access' ELSE 'disability' END",
+                { s in
+                    "INSERT INTO referrals(referral_id, referred_seq, claimant, person, district, grp, referral_date, status, disclosed, last_seq) VALUES ('FORGED-ROW', \(1_000_000 + s), '\(forgedClaimant)', '\(forgedClaimant)', 'devon-cornwall', 'disability', '2019-01-05', 'awaiting_gatekeeper', 0, \(s));"
+                }
+            ),
+            (
+                "runs", "run_id", "capacity = COALESCE(capacity, 0) + 1",
+                { s in
+                    "INSERT INTO runs(run_id, district, gk_date, rule, capacity, first_seq, last_seq) VALUES ('FORGED-RUN', 'devon-cornwall', '2019-02-01', 'lottery', 3, \(s), \(s));"
+                }
+            ),
+            (
+                "strata", "stratum", "dealt_whp = dealt_whp + 1",
+                { s in
+                    "INSERT INTO strata(stratum, next_index, block, block_start, block_size, dealt_whp, dealt_psc, dealt_rcg, last_seq) VALUES ('forged-stratum', 1, 0, 0, 3, 1, 0, 0, \(s));"
+                }
+            ),
+            (
+                "opt_outs", "claimant", "date = '2019-03-31'",
+                { s in
+                    "INSERT INTO opt_outs(claimant, date, last_seq) VALUES ('\(forgedClaimant)', '2019-03-01', \(s));"
+                }
+            ),
         ]
         for t in tables {
             for pos in Position.allCases {
-                out.append(TamperCase(name: "\(t.table): change the \(pos) row") { b in
-                    let r = b.row(t.table, pos)
-                    return TamperPlan(sql: "UPDATE \(t.table) SET \(t.change) WHERE \(t.key) = \(sqlQuote(r.key));",
-                                      fails: [("derived_tables", r.lastSeq)], exclusive: true)
-                })
-                out.append(TamperCase(name: "\(t.table): delete the \(pos) row") { b in
-                    let r = b.row(t.table, pos)
-                    return TamperPlan(sql: "DELETE FROM \(t.table) WHERE \(t.key) = \(sqlQuote(r.key));",
-                                      fails: [("derived_tables", r.lastSeq)], exclusive: true)
-                })
-                out.append(TamperCase(name: "\(t.table): insert a row at the \(pos)") { b in
-                    let s = pos == .start ? 2 : b.seq(pos)
-                    return TamperPlan(sql: t.insert(s), fails: [("derived_tables", s)], exclusive: true)
-                })
+                out.append(
+                    TamperCase(name: "\(t.table): change the \(pos) row") { b in
+                        let r = b.row(t.table, pos)
+                        return TamperPlan(
+                            sql: "UPDATE \(t.table) SET \(t.change) WHERE \(t.key) = \(sqlQuote(r.key));",
+                            fails: [("derived_tables", r.lastSeq)], exclusive: true)
+                    })
+                out.append(
+                    TamperCase(name: "\(t.table): delete the \(pos) row") { b in
+                        let r = b.row(t.table, pos)
+                        return TamperPlan(
+                            sql: "DELETE FROM \(t.table) WHERE \(t.key) = \(sqlQuote(r.key));",
+                            fails: [("derived_tables", r.lastSeq)], exclusive: true)
+                    })
+                out.append(
+                    TamperCase(name: "\(t.table): insert a row at the \(pos)") { b in
+                        let s = pos == .start ? 2 : b.seq(pos)
+                        return TamperPlan(sql: t.insert(s), fails: [("derived_tables", s)], exclusive: true)
+                    })
             }
         }
-        out.append(TamperCase(name: "trial: change the policy row") { _ in
-            TamperPlan(sql: "UPDATE trial SET frontline_rcg = 'dcams';", fails: [("derived_tables", 1)], exclusive: true)
-        })
+        out.append(
+            TamperCase(name: "trial: change the policy row") { _ in
+                TamperPlan(sql: "UPDATE trial SET frontline_rcg = 'dcams';", fails: [("derived_tables", 1)], exclusive: true)
+            })
         return out
     }
 
@@ -374,7 +419,8 @@ func rehash(_ store: Store, from: Int) throws {
     var events: [StoredEvent] = []
     try store.forEachEvent { events.append($0) }
     guard let first = events.first, let p1 = try? PayloadJSON.decode(first.payloadText),
-          let c = p1["commitment"].flatMap(Bytes32.init(hex:)), let tid = p1["trial_id"] else { throw ChildError("no trial_started") }
+        let c = p1["commitment"].flatMap(Bytes32.init(hex:)), let tid = p1["trial_id"]
+    else { throw ChildError("no trial_started") }
     var h = from == 1 ? Derivation.genesis(trialID: tid, commitment: c) : Bytes32(hex: events[from - 2].hash)!
     var sql = ""
     for e in events where e.seq >= from {

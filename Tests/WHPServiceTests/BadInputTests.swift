@@ -62,8 +62,12 @@ struct BadInputTests {
         // bad_json (id null: the id cannot be trusted).
         let valid = env(id: q("j"))
         badBytes("invalid UTF-8", Array(env(id: q("j"), actor: #"{"role":"gatekeeper","id":"G"#).utf8) + [0xFF] + Array("\"}}".utf8), "bad_json")
-        badBytes("overlong UTF-8", Array(#"{"v":1,"id":"j"#.utf8) + [0xC0, 0xAF] + Array(#"","op":"status","actor":{"role":"gatekeeper","id":"G1"}}"#.utf8), "bad_json")
-        badBytes("UTF-16 surrogate bytes", Array(#"{"v":1,"id":"j"#.utf8) + [0xED, 0xA0, 0x80] + Array(#"","op":"status","actor":{"role":"gatekeeper","id":"G1"}}"#.utf8), "bad_json")
+        badBytes(
+            "overlong UTF-8", Array(#"{"v":1,"id":"j"#.utf8) + [0xC0, 0xAF] + Array(#"","op":"status","actor":{"role":"gatekeeper","id":"G1"}}"#.utf8),
+            "bad_json")
+        badBytes(
+            "UTF-16 surrogate bytes",
+            Array(#"{"v":1,"id":"j"#.utf8) + [0xED, 0xA0, 0x80] + Array(#"","op":"status","actor":{"role":"gatekeeper","id":"G1"}}"#.utf8), "bad_json")
         badBytes("BOM", [0xEF, 0xBB, 0xBF] + Array(valid.utf8), "bad_json")
         bad("duplicate key", env(id: q("j"), #""v":1"#), "bad_json", id: nil)
         bad("duplicate id key", env(id: q("j"), #""id":"j""#), "bad_json", id: nil)
@@ -74,14 +78,18 @@ struct BadInputTests {
         bad("number", "42", "bad_json", id: nil)
         bad("null", "null", "bad_json", id: nil)
         bad("deep nesting", env(id: q("j"), #""x":"# + String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000)), "bad_json", id: nil)
-        bad("deep objects", env(id: q("j"), #""x":"# + String(repeating: #"{"a":"#, count: 3000) + "1" + String(repeating: "}", count: 3000)), "bad_json", id: nil)
+        bad(
+            "deep objects", env(id: q("j"), #""x":"# + String(repeating: #"{"a":"#, count: 3000) + "1" + String(repeating: "}", count: 3000)), "bad_json",
+            id: nil)
         bad("trailing garbage", valid + " x", "bad_json", id: nil)
         bad("two objects", valid + valid, "bad_json", id: nil)
         bad("not JSON", "hello", "bad_json", id: nil)
         bad("truncated", #"{"v":1,"id":"j","#, "bad_json", id: nil)
         bad("single quotes", "{'v':1}", "bad_json", id: nil)
         bad("trailing comma", #"{"v":1,"id":"j","op":"status","actor":{"role":"gatekeeper","id":"G1"},}"#, "bad_json", id: nil)
-        badBytes("raw control character", Array(#"{"v":1,"id":"j"#.utf8) + [0x01] + Array(#"","op":"status","actor":{"role":"gatekeeper","id":"G1"}}"#.utf8), "bad_json")
+        badBytes(
+            "raw control character", Array(#"{"v":1,"id":"j"#.utf8) + [0x01] + Array(#"","op":"status","actor":{"role":"gatekeeper","id":"G1"}}"#.utf8),
+            "bad_json")
         badBytes("NUL byte", Array(valid.utf8) + [0x00], "bad_json")
 
         // bad_request: the envelope.
@@ -106,7 +114,8 @@ struct BadInputTests {
         bad("actor.role unknown", env(id: q("role"), actor: #"{"role":"admin","id":"A1"}"#), "bad_request", id: "role")
         bad("actor.role missing", env(id: q("role-missing"), actor: #"{"id":"A1"}"#), "bad_request", id: "role-missing")
         bad("actor.id empty", env(id: q("staff-empty"), actor: #"{"role":"gatekeeper","id":""}"#), "bad_request", id: "staff-empty")
-        bad("actor.id 65 chars", env(id: q("staff-long"), actor: #"{"role":"gatekeeper","id":""# + String(repeating: "G", count: 65) + "\"}"),
+        bad(
+            "actor.id 65 chars", env(id: q("staff-long"), actor: #"{"role":"gatekeeper","id":""# + String(repeating: "G", count: 65) + "\"}"),
             "bad_request", id: "staff-long")
         ok("actor.id 64 chars", env(id: q("staff-64"), actor: #"{"role":"gatekeeper","id":""# + String(repeating: "G", count: 64) + "\"}"), id: "staff-64")
         bad("actor.id with a space", env(id: q("staff-space"), actor: #"{"role":"gatekeeper","id":"G 1"}"#), "bad_request", id: "staff-space")
@@ -117,18 +126,25 @@ struct BadInputTests {
         bad("unknown op", env(id: q("op-unknown"), op: q("delete")), "unknown_op", id: "op-unknown")
         bad("op case matters", env(id: q("op-case"), op: q("Refer"), actor: wc), "unknown_op", id: "op-case")
         bad("unknown op before forbidden", env(id: q("order-2"), op: q("explode"), actor: ea), "unknown_op", id: "order-2")
-        bad("work coach gatekeeps", env(id: q("fb-1"), op: q("gatekeep"), actor: wc, #""run_id":"x","district":"devon-cornwall","gk_date":"2017-11-13","capacity":1"#), "forbidden", id: "fb-1")
+        bad(
+            "work coach gatekeeps",
+            env(id: q("fb-1"), op: q("gatekeep"), actor: wc, #""run_id":"x","district":"devon-cornwall","gk_date":"2017-11-13","capacity":1"#), "forbidden",
+            id: "fb-1")
         bad("gatekeeper refers", env(id: q("fb-2"), op: q("refer"), actor: gk, #""referral_id":"x""#), "forbidden", id: "fb-2")
         bad("evaluation admin reads an outcome", env(id: q("fb-3"), op: q("outcome"), actor: ea, #""referral_id":"pend-1""#), "forbidden", id: "fb-3")
-        bad("work coach opts out", env(id: q("fb-4"), op: q("opt_out"), actor: wc, #""claimant":{"nino":"AB123456C"},"date":"2018-01-01""#), "forbidden", id: "fb-4")
+        bad(
+            "work coach opts out", env(id: q("fb-4"), op: q("opt_out"), actor: wc, #""claimant":{"nino":"AB123456C"},"date":"2018-01-01""#), "forbidden",
+            id: "fb-4")
         bad("gatekeeper discloses", env(id: q("fb-5"), op: q("disclose"), actor: gk, #""referral_id":"dec-1","reason":"r""#), "forbidden", id: "fb-5")
         bad("evaluation admin flags", env(id: q("fb-6"), op: q("flag_error"), actor: ea, #""referral_id":"dec-1","reason":"other""#), "forbidden", id: "fb-6")
         bad("work coach lists pending", env(id: q("fb-7"), op: q("pending"), actor: wc), "forbidden", id: "fb-7")
         bad("forbidden before invalid_field", env(id: q("order-3"), op: q("cancel"), actor: gk, #""referral_id":"no good!""#), "forbidden", id: "order-3")
 
         // invalid_field, naming the field, in each op's field order.
-        func refer(_ id: String, rid: String? = "rx-1", claimant: String? = #"{"nino":"AB 99 99 99 A"}"#, district: String? = q("example-north"),
-                   group: String? = q("disability"), date: String? = q("2017-12-01")) -> String {
+        func refer(
+            _ id: String, rid: String? = "rx-1", claimant: String? = #"{"nino":"AB 99 99 99 A"}"#, district: String? = q("example-north"),
+            group: String? = q("disability"), date: String? = q("2017-12-01")
+        ) -> String {
             var f: [String] = []
             if let rid { f.append(#""referral_id":"# + (rid.hasPrefix("\"") || Int(rid) != nil ? rid : q(rid))) }
             if let claimant { f.append(#""claimant":"# + claimant) }
@@ -144,9 +160,13 @@ struct BadInputTests {
         bad("claimant with both", refer("if-5", claimant: #"{"nino":"AB123456C","ref":"123456789012"}"#), "invalid_field", ["claimant"], id: "if-5")
         bad("claimant with neither", refer("if-6", claimant: "{}"), "invalid_field", ["claimant"], id: "if-6")
         bad("claimant a string", refer("if-7", claimant: q("AB123456C")), "invalid_field", ["claimant"], id: "if-7")
-        for (n, nino) in ["GB123456A", "BG123456A", "NK123456B", "KN123456B", "TN123456C", "NT123456C", "ZZ123456D",
-                          "DA123456A", "AO123456A", "AB123456E", "AB12345C", "AB1234567C", "QQ123456C", "A1123456C"].enumerated() {
-            bad("NINO \(nino)", refer("if-nino-\(n)", claimant: #"{"nino":""# + nino + "\"}"), "invalid_field", ["claimant", "claimant.nino"], id: "if-nino-\(n)")
+        for (n, nino) in [
+            "GB123456A", "BG123456A", "NK123456B", "KN123456B", "TN123456C", "NT123456C", "ZZ123456D",
+            "DA123456A", "AO123456A", "AB123456E", "AB12345C", "AB1234567C", "QQ123456C", "A1123456C",
+        ].enumerated() {
+            bad(
+                "NINO \(nino)", refer("if-nino-\(n)", claimant: #"{"nino":""# + nino + "\"}"), "invalid_field", ["claimant", "claimant.nino"],
+                id: "if-nino-\(n)")
         }
         bad("ref of 11 digits", refer("if-8", claimant: #"{"ref":"12345678901"}"#), "invalid_field", ["claimant", "claimant.ref"], id: "if-8")
         bad("ref with a letter", refer("if-9", claimant: #"{"ref":"12345678901X"}"#), "invalid_field", ["claimant", "claimant.ref"], id: "if-9")
@@ -173,40 +193,79 @@ struct BadInputTests {
         bad("capacity and decisions", gate("gc-7", #""capacity":1,"decisions":[{"referral_id":"dv-a","decision":"selected"}]"#), "invalid_field", id: "gc-7")
         bad("neither capacity nor decisions", gate("gc-8", #""note":"none""#), "invalid_field", id: "gc-8")
         bad("decisions empty", gate("gc-9", #""decisions":[]"#), "invalid_field", ["decisions"], id: "gc-9")
-        bad("decisions.2.referral_id malformed", gate("gc-10", #""decisions":[{"referral_id":"dv-a","decision":"selected"},{"referral_id":"dv-b","decision":"selected"},{"referral_id":"bad id!","decision":"selected"}]"#),
+        bad(
+            "decisions.2.referral_id malformed",
+            gate(
+                "gc-10",
+                #""decisions":[{"referral_id":"dv-a","decision":"selected"},{"referral_id":"dv-b","decision":"selected"},{"referral_id":"bad id!","decision":"selected"}]"#
+            ),
             "invalid_field", ["decisions.2.referral_id"], id: "gc-10")
-        bad("decisions.2.referral_id repeated", gate("gc-11", #""decisions":[{"referral_id":"dv-a","decision":"selected"},{"referral_id":"dv-b","decision":"selected"},{"referral_id":"dv-a","decision":"not_selected"}]"#),
+        bad(
+            "decisions.2.referral_id repeated",
+            gate(
+                "gc-11",
+                #""decisions":[{"referral_id":"dv-a","decision":"selected"},{"referral_id":"dv-b","decision":"selected"},{"referral_id":"dv-a","decision":"not_selected"}]"#
+            ),
             "invalid_field", ["decisions.2.referral_id"], id: "gc-11")
-        bad("decisions.1.decision unknown", gate("gc-12", #""decisions":[{"referral_id":"dv-a","decision":"selected"},{"referral_id":"dv-b","decision":"maybe"}]"#),
+        bad(
+            "decisions.1.decision unknown",
+            gate("gc-12", #""decisions":[{"referral_id":"dv-a","decision":"selected"},{"referral_id":"dv-b","decision":"maybe"}]"#),
             "invalid_field", ["decisions.1.decision"], id: "gc-12")
-        bad("decisions.2.referral_id of another district", gate("gc-13", #""decisions":[{"referral_id":"dv-a","decision":"selected"},{"referral_id":"dv-b","decision":"selected"},{"referral_id":"pend-1","decision":"selected"}]"#),
+        bad(
+            "decisions.2.referral_id of another district",
+            gate(
+                "gc-13",
+                #""decisions":[{"referral_id":"dv-a","decision":"selected"},{"referral_id":"dv-b","decision":"selected"},{"referral_id":"pend-1","decision":"selected"}]"#
+            ),
             "invalid_field", ["decisions.2.referral_id"], id: "gc-13")
-        bad("decisions.1.referral_id dated after gk_date", gate("gc-14", #""decisions":[{"referral_id":"dv-a","decision":"selected"},{"referral_id":"dv-late","decision":"selected"}]"#),
+        bad(
+            "decisions.1.referral_id dated after gk_date",
+            gate("gc-14", #""decisions":[{"referral_id":"dv-a","decision":"selected"},{"referral_id":"dv-late","decision":"selected"}]"#),
             "invalid_field", ["decisions.1.referral_id"], id: "gc-14")
         bad("gk_date before the district's previous run", gate("gc-15", #""capacity":5"#, date: "2017-11-12"), "invalid_field", ["gk_date"], id: "gc-15")
         bad("gk_date after today", gate("gc-16", #""capacity":5"#, date: "2018-02-01"), "invalid_field", ["gk_date"], id: "gc-16")
         bad("run_id malformed", gate("gc-17", #""capacity":5"#, run: "run 1"), "invalid_field", ["run_id"], id: "gc-17")
-        bad("cancel reason empty", env(id: q("ci-1"), op: q("cancel"), actor: wc, #""referral_id":"pend-1","reason":"""#), "invalid_field", ["reason"], id: "ci-1")
-        bad("cancel reason of 501", env(id: q("ci-2"), op: q("cancel"), actor: wc, #""referral_id":"pend-1","reason":""# + String(repeating: "é", count: 501) + "\""),
+        bad(
+            "cancel reason empty", env(id: q("ci-1"), op: q("cancel"), actor: wc, #""referral_id":"pend-1","reason":"""#), "invalid_field", ["reason"],
+            id: "ci-1")
+        bad(
+            "cancel reason of 501",
+            env(id: q("ci-2"), op: q("cancel"), actor: wc, #""referral_id":"pend-1","reason":""# + String(repeating: "é", count: 501) + "\""),
             "invalid_field", ["reason"], id: "ci-2")
-        bad("flag reason unknown", env(id: q("ci-3"), op: q("flag_error"), actor: gk, #""referral_id":"dec-1","reason":"bogus""#), "invalid_field", ["reason"], id: "ci-3")
-        bad("audience unknown", env(id: q("ci-4"), op: q("outcome"), actor: wc, #""referral_id":"pend-1","audience":"boss""#), "invalid_field", ["audience"], id: "ci-4")
+        bad(
+            "flag reason unknown", env(id: q("ci-3"), op: q("flag_error"), actor: gk, #""referral_id":"dec-1","reason":"bogus""#), "invalid_field", ["reason"],
+            id: "ci-3")
+        bad(
+            "audience unknown", env(id: q("ci-4"), op: q("outcome"), actor: wc, #""referral_id":"pend-1","audience":"boss""#), "invalid_field", ["audience"],
+            id: "ci-4")
         bad("name empty", env(id: q("ci-5"), op: q("outcome"), actor: wc, #""referral_id":"pend-1","name":"""#), "invalid_field", ["name"], id: "ci-5")
-        bad("name of 201", env(id: q("ci-6"), op: q("outcome"), actor: wc, #""referral_id":"pend-1","name":""# + String(repeating: "n", count: 201) + "\""),
+        bad(
+            "name of 201", env(id: q("ci-6"), op: q("outcome"), actor: wc, #""referral_id":"pend-1","name":""# + String(repeating: "n", count: 201) + "\""),
             "invalid_field", ["name"], id: "ci-6")
         bad("outcome with neither", env(id: q("ci-7"), op: q("outcome"), actor: wc), "invalid_field", id: "ci-7")
-        bad("outcome with both", env(id: q("ci-8"), op: q("outcome"), actor: wc, #""referral_id":"pend-1","claimant":{"nino":"AB000001B"}"#), "invalid_field", id: "ci-8")
-        bad("eligibility on 2018-02-30", env(id: q("ci-9"), op: q("eligibility"), actor: wc, #""claimant":{"nino":"AB000001B"},"date":"2018-02-30""#),
+        bad(
+            "outcome with both", env(id: q("ci-8"), op: q("outcome"), actor: wc, #""referral_id":"pend-1","claimant":{"nino":"AB000001B"}"#), "invalid_field",
+            id: "ci-8")
+        bad(
+            "eligibility on 2018-02-30", env(id: q("ci-9"), op: q("eligibility"), actor: wc, #""claimant":{"nino":"AB000001B"},"date":"2018-02-30""#),
             "invalid_field", ["date"], id: "ci-9")
-        bad("eligibility without date", env(id: q("ci-10"), op: q("eligibility"), actor: wc, #""claimant":{"nino":"AB000001B"}"#), "invalid_field", ["date"], id: "ci-10")
-        bad("opt_out tomorrow", env(id: q("ci-11"), op: q("opt_out"), actor: ea, #""claimant":{"nino":"AB000001B"},"date":"2018-02-01""#), "invalid_field", ["date"], id: "ci-11")
-        bad("pending tomorrow", env(id: q("ci-12"), op: q("pending"), actor: gk, #""district":"devon-cornwall","gk_date":"2018-02-01""#), "invalid_field", ["gk_date"], id: "ci-12")
+        bad(
+            "eligibility without date", env(id: q("ci-10"), op: q("eligibility"), actor: wc, #""claimant":{"nino":"AB000001B"}"#), "invalid_field", ["date"],
+            id: "ci-10")
+        bad(
+            "opt_out tomorrow", env(id: q("ci-11"), op: q("opt_out"), actor: ea, #""claimant":{"nino":"AB000001B"},"date":"2018-02-01""#), "invalid_field",
+            ["date"], id: "ci-11")
+        bad(
+            "pending tomorrow", env(id: q("ci-12"), op: q("pending"), actor: gk, #""district":"devon-cornwall","gk_date":"2018-02-01""#), "invalid_field",
+            ["gk_date"], id: "ci-12")
         bad("disclose without reason", env(id: q("ci-13"), op: q("disclose"), actor: wc, #""referral_id":"dec-1""#), "invalid_field", ["reason"], id: "ci-13")
 
         // unknown_district, unknown_group.
         bad("unknown district", refer("ud-1", district: q("atlantis")), "unknown_district", ["district"], id: "ud-1")
         bad("unknown district before unknown group", refer("ud-2", district: q("atlantis"), group: q("veterans")), "unknown_district", id: "ud-2")
-        bad("pending in an unknown district", env(id: q("ud-3"), op: q("pending"), actor: gk, #""district":"atlantis","gk_date":"2017-11-13""#), "unknown_district", id: "ud-3")
+        bad(
+            "pending in an unknown district", env(id: q("ud-3"), op: q("pending"), actor: gk, #""district":"atlantis","gk_date":"2017-11-13""#),
+            "unknown_district", id: "ud-3")
         bad("gatekeep in an unknown district", gate("ud-4", #""capacity":1"#, district: "atlantis"), "unknown_district", id: "ud-4")
         bad("district ids are case-sensitive", refer("ud-5", district: q("Devon-Cornwall")), "unknown_district", id: "ud-5")
         bad("unknown group", refer("ug-1", group: q("veterans")), "unknown_group", ["group"], id: "ug-1")
@@ -218,34 +277,52 @@ struct BadInputTests {
         bad("not_found: outcome by claimant", Q.outcome("nf-3", claimant: Q.nino(999)), "not_found", id: "nf-3")
         bad("not_found: disclose", Q.disclose("nf-4", "nope"), "not_found", id: "nf-4")
         bad("not_found: flag", Q.flag("nf-5", "nope", reason: "other"), "not_found", id: "nf-5")
-        bad("not_found: decisions", Q.decide("nf-6", run: "g-nf", district: "devon-cornwall", date: "2017-11-16", [("dv-a", true), ("nope", true)]),
+        bad(
+            "not_found: decisions", Q.decide("nf-6", run: "g-nf", district: "devon-cornwall", date: "2017-11-16", [("dv-a", true), ("nope", true)]),
             "not_found", id: "nf-6")
         bad("wrong_state: cancel after decision", Q.cancel("ws-1", "dec-1"), "wrong_state", id: "ws-1")
         bad("wrong_state: flag before decision", Q.flag("ws-2", "pend-1", reason: "duplicate"), "wrong_state", id: "ws-2")
-        bad("wrong_state: gatekeep with nothing pending", Q.capacity("ws-3", run: "g-empty", district: "devon-cornwall", date: "2017-11-13", 3), "wrong_state", id: "ws-3")
-        bad("wrong_state: gatekeep in an empty district", Q.capacity("ws-4", run: "g-empty2", district: "leicestershire-northants", date: "2017-11-13", 3), "wrong_state", id: "ws-4")
-        bad("wrong_state: deciding a decided referral", Q.decide("ws-5", run: "g-again", district: "devon-cornwall", date: "2017-11-16", [("dv-a", true), ("dec-1", true)]),
+        bad(
+            "wrong_state: gatekeep with nothing pending", Q.capacity("ws-3", run: "g-empty", district: "devon-cornwall", date: "2017-11-13", 3), "wrong_state",
+            id: "ws-3")
+        bad(
+            "wrong_state: gatekeep in an empty district", Q.capacity("ws-4", run: "g-empty2", district: "leicestershire-northants", date: "2017-11-13", 3),
+            "wrong_state", id: "ws-4")
+        bad(
+            "wrong_state: deciding a decided referral",
+            Q.decide("ws-5", run: "g-again", district: "devon-cornwall", date: "2017-11-16", [("dv-a", true), ("dec-1", true)]),
             "wrong_state", id: "ws-5")
         bad("conflict: cancel again with another reason", Q.cancel("ws-6", "gone-1", reason: "another"), "conflict", id: "ws-6")
-        bad("duplicate_referral", Q.refer("dr-1", "dup-1", claimant: Q.nino(1), district: "devon-cornwall", date: "2017-11-20"), "duplicate_referral", id: "dr-1")
-        bad("duplicate_referral, the same claimant written otherwise", Q.refer("dr-2", "dup-2", claimant: ["nino": "ab 00 00 01 b"], district: "devon-cornwall", date: "2017-11-20"),
+        bad(
+            "duplicate_referral", Q.refer("dr-1", "dup-1", claimant: Q.nino(1), district: "devon-cornwall", date: "2017-11-20"), "duplicate_referral",
+            id: "dr-1")
+        bad(
+            "duplicate_referral, the same claimant written otherwise",
+            Q.refer("dr-2", "dup-2", claimant: ["nino": "ab 00 00 01 b"], district: "devon-cornwall", date: "2017-11-20"),
             "duplicate_referral", id: "dr-2")
         bad("not_eligible", Q.refer("ne-1", "ne-1", claimant: Q.nino(2), district: "devon-cornwall", date: "2017-11-20"), "not_eligible", id: "ne-1")
         bad("not_eligible elsewhere", Q.refer("ne-2", "ne-2", claimant: Q.nino(2), district: "example-south", date: "2017-12-24"), "not_eligible", id: "ne-2")
         // Ids are echoed exactly, whatever characters they hold.
-        for (n, weird) in ["q\"uote\\back\nnl", "nul\u{0}tab\t", "😀 emoji", "line\u{2028}sep\u{2029}", "e\u{301}" + String(repeating: "e\u{301}", count: 63)].enumerated() {
+        for (n, weird) in ["q\"uote\\back\nnl", "nul\u{0}tab\t", "😀 emoji", "line\u{2028}sep\u{2029}", "e\u{301}" + String(repeating: "e\u{301}", count: 63)]
+            .enumerated()
+        {
             out.append(Item(label: "id echo \(n)", bytes: Array(Q.status(weird).utf8), code: nil, id: weird))
         }
-        out.append(Item(label: "id of 129 scalars in 65 characters", bytes: Array(Q.status(String(repeating: "e\u{301}", count: 64) + "e").utf8),
-                        code: "bad_request", id: nil))
+        out.append(
+            Item(
+                label: "id of 129 scalars in 65 characters", bytes: Array(Q.status(String(repeating: "e\u{301}", count: 64) + "e").utf8),
+                code: "bad_request", id: nil))
         ok("id with an escaped surrogate pair", env(id: #""\ud83d\ude00x""#), id: "😀x")
         // Lengths count Unicode scalars, not characters: 100 "é" written e + U+0301 are 200 scalars.
         ok("name of 200 scalars", Q.outcome("len-1", rid: "dec-1", name: String(repeating: "e\u{301}", count: 100)), id: "len-1")
-        bad("name of 201 scalars in 101 characters", Q.outcome("len-2", rid: "dec-1", name: String(repeating: "e\u{301}", count: 100) + "e"),
+        bad(
+            "name of 201 scalars in 101 characters", Q.outcome("len-2", rid: "dec-1", name: String(repeating: "e\u{301}", count: 100) + "e"),
             "invalid_field", ["name"], id: "len-2")
         // Dates: exactly YYYY-MM-DD, existing, not after today.
-        for (n, date) in ["2017-11-05 ", " 2017-11-05", "2017/11/05", "2017-11-05T00:00:00Z", "17-11-05", "2017-11-5", "2017-00-10",
-                          "2017-11-00", "1900-02-29", "2018-02-01", "9999-12-31", "２０１７-１１-０５"].enumerated() {
+        for (n, date) in [
+            "2017-11-05 ", " 2017-11-05", "2017/11/05", "2017-11-05T00:00:00Z", "17-11-05", "2017-11-5", "2017-00-10",
+            "2017-11-00", "1900-02-29", "2018-02-01", "9999-12-31", "２０１７-１１-０５",
+        ].enumerated() {
             bad("eligibility on \(date)", Q.eligibility("dt-\(n)", claimant: Q.nino(1), date: date), "invalid_field", ["date"], id: "dt-\(n)")
         }
         for (n, date) in ["2000-02-29", "2016-02-29", "2018-01-31", "1970-01-01"].enumerated() {
@@ -313,7 +390,9 @@ struct BadInputTests {
                 codesSeen.insert(code)
                 messages[code, default: []].insert(r.message ?? "")
                 if r.code != code { problems.append("\(it.label): expected \(code), got \(r.line.prefix(300))") }
-                if let fields = it.fields, !fields.contains(r.field ?? "-") { problems.append("\(it.label): field \(r.field ?? "absent"), expected \(fields.sorted())") }
+                if let fields = it.fields, !fields.contains(r.field ?? "-") {
+                    problems.append("\(it.label): field \(r.field ?? "absent"), expected \(fields.sorted())")
+                }
             } else if !r.ok {
                 problems.append("\(it.label): expected ok, got \(r.line.prefix(300))")
             }
@@ -328,8 +407,10 @@ struct BadInputTests {
         #expect(heads.allSatisfy { $0 == setupHead }, "a failed (or read-only) request changed the store: \(Set(heads.map(\.description)))")
         #expect(resps.last?.id == "last")
 
-        let allCodes: Set<String> = ["too_large", "bad_json", "bad_request", "unknown_op", "forbidden", "invalid_field", "unknown_district",
-                                     "unknown_group", "conflict", "not_found", "wrong_state", "duplicate_referral", "not_eligible"]
+        let allCodes: Set<String> = [
+            "too_large", "bad_json", "bad_request", "unknown_op", "forbidden", "invalid_field", "unknown_district",
+            "unknown_group", "conflict", "not_found", "wrong_state", "duplicate_referral", "not_eligible",
+        ]
         #expect(codesSeen == allCodes)
         if policy == "hidden" {
             for (code, set) in messages {
@@ -354,12 +435,14 @@ struct BadInputTests {
         let store = try trial.openStore()
         switch trial.backend {
         case .sqlite:
-            try store.unsafeExecute("""
+            try store.unsafeExecute(
+                """
                 CREATE TRIGGER refuse_boom BEFORE INSERT ON events WHEN instr(NEW.payload, 'boom-') > 0
                 BEGIN SELECT RAISE(ABORT, 'injected fault'); END;
                 """)
         case .postgres:
-            try store.unsafeExecute("""
+            try store.unsafeExecute(
+                """
                 CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
                 BEGIN IF position('boom-' in NEW.payload) > 0 THEN RAISE EXCEPTION 'injected fault'; END IF; RETURN NEW; END $$
                 """)
@@ -383,10 +466,12 @@ struct BadInputTests {
         #expect(after.events == before.events + 1)
         // Pipelined: the failing request's whole group answers internal and has no effect; whatever
         // answered ok is stored, whatever answered internal is not.
-        let batch = [Q.refer("p1", "grp-1", claimant: Q.nino(11), district: "example-north", date: "2017-11-01"),
-                     Q.refer("p2", "boom-2", claimant: Q.nino(12), district: "example-north", date: "2017-11-01"),
-                     Q.refer("p3", "grp-3", claimant: Q.nino(13), district: "example-north", date: "2017-11-01"),
-                     Q.cancel("p4", "fine-1", reason: "test")]
+        let batch = [
+            Q.refer("p1", "grp-1", claimant: Q.nino(11), district: "example-north", date: "2017-11-01"),
+            Q.refer("p2", "boom-2", claimant: Q.nino(12), district: "example-north", date: "2017-11-01"),
+            Q.refer("p3", "grp-3", claimant: Q.nino(13), district: "example-north", date: "2017-11-01"),
+            Q.cancel("p4", "fine-1", reason: "test"),
+        ]
         try serve.send(batch.joined(separator: "\n"))
         var answers: [Resp] = []
         for _ in batch { answers.append(Resp(try #require(serve.readLine()))) }
@@ -416,8 +501,9 @@ struct FramingTests {
         let trial = try TrialFolder()
         try #require(try trial.initialise(now: "2017-10-02T09:00:00Z").status == 0)
         let lines = [Q.status("l1"), "not json", Q.refer("l2", "log-1", claimant: Q.nino(1), district: "example-north", date: "2017-11-01")]
-        let r = try runWHPStreaming(["serve"] + trial.common, env: ["WHP_NOW": "2018-01-31T12:00:00Z", "WHP_LOG": "debug"],
-                                    stdin: Data((lines.joined(separator: "\n") + "\n").utf8))
+        let r = try runWHPStreaming(
+            ["serve"] + trial.common, env: ["WHP_NOW": "2018-01-31T12:00:00Z", "WHP_LOG": "debug"],
+            stdin: Data((lines.joined(separator: "\n") + "\n").utf8))
         #expect(r.status == 0)
         let out = r.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         #expect(out.count == 4 && out.last == "", "three responses, each ending in \\n: \(r.stdout)")

@@ -58,7 +58,8 @@ struct ConcurrencyTests {
         let v = try trial.verify(["--seed", trial.seedFile.path])
         #expect(v.status == 0, "verify after two concurrent servers: \(v.stdout)")
         let head = try trial.logHead(now: "2018-01-31T12:00:00Z")
-        let expected = 1 + n + decided.count + a.filter(\.ok).compactMap { $0.strings("selected") }.joined().count
+        let expected =
+            1 + n + decided.count + a.filter(\.ok).compactMap { $0.strings("selected") }.joined().count
             + b.filter(\.ok).compactMap { $0.strings("selected") }.joined().count
         #expect(head.events == expected, "each answered change is in the log once: \(head.events) vs \(expected)")
     }

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import WHPTestSupport
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// PROTOCOL.md §1: "A response is written only after every event it reports is
@@ -30,9 +30,11 @@ struct CrashTests {
                     lines.append(Q.capacity("k\(round)-\(i)", run: "kr-\(round)-\(i)", district: d, date: "2018-02-0\(round + 1)", 5 + i % 7))
                     isRun.append(true)
                 } else {
-                    lines.append(Q.refer("k\(round)-\(i)", "kr-\(round)-\(i)", claimant: Q.nino(100_000 * (round + 1) + i),
-                                         district: Self.districts[i % Self.districts.count], group: i % 3 == 0 ? "early_access" : "disability",
-                                         date: "2018-01-\(10 + i % 19)"))
+                    lines.append(
+                        Q.refer(
+                            "k\(round)-\(i)", "kr-\(round)-\(i)", claimant: Q.nino(100_000 * (round + 1) + i),
+                            district: Self.districts[i % Self.districts.count], group: i % 3 == 0 ? "early_access" : "disability",
+                            date: "2018-01-\(10 + i % 19)"))
                     isRun.append(false)
                 }
             }
@@ -60,9 +62,11 @@ struct CrashTests {
             }
             // A new process: the acknowledged requests are in the store.
             let after = try trial.logHead(now: Self.now)
-            let minimum = base.events + ackedResps.enumerated().reduce(0) { sum, e in
-                sum + (isRun[e.offset] ? 2 * (e.element.strings("selected")?.count ?? 0) + (e.element.strings("not_selected")?.count ?? 0) : 1)
-            }
+            let minimum =
+                base.events
+                + ackedResps.enumerated().reduce(0) { sum, e in
+                    sum + (isRun[e.offset] ? 2 * (e.element.strings("selected")?.count ?? 0) + (e.element.strings("not_selected")?.count ?? 0) : 1)
+                }
             if round == 0 {
                 #expect(after.events < base.events + n, "round 0 reads ≤ 50 answers, so the kill must land mid-stream")
             }
@@ -83,9 +87,11 @@ struct CrashTests {
             }
             for k in 0..<n where !r[k].ok { problems.append("line \(k): \(r[k].line)") }
             expectNone(problems, "round \(round): replays differ from the first answers")
-            let expected = base.events + (0..<n).reduce(0) { sum, k in
-                sum + (isRun[k] ? 2 * (r[k].strings("selected")?.count ?? 0) + (r[k].strings("not_selected")?.count ?? 0) : 1)
-            }
+            let expected =
+                base.events
+                + (0..<n).reduce(0) { sum, k in
+                    sum + (isRun[k] ? 2 * (r[k].strings("selected")?.count ?? 0) + (r[k].strings("not_selected")?.count ?? 0) : 1)
+                }
             let end = try #require(LogHead(r[replay.index("end")]))
             #expect(end.events == expected, "round \(round): \(end.events) events after the replay, expected \(expected)")
             let v = try trial.verify()

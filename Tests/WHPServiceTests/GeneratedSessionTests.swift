@@ -81,8 +81,11 @@ private final class TrialModel {
         for (i, sel) in ordered where sel {
             let r = referrals[i]
             let name = stratifyByGroup ? r.district.id + "|" + r.group : r.district.id
-            var s = strata[name] ?? Independent.Stratum(seed: seed, trial: trial, name: name, weights: r.district.weights,
-                                                         multipliers: multipliers, permuted: permuted)
+            var s =
+                strata[name]
+                ?? Independent.Stratum(
+                    seed: seed, trial: trial, name: name, weights: r.district.weights,
+                    multipliers: multipliers, permuted: permuted)
             let d = s.draw()
             strata[name] = s
             referrals[i].state = .allocated(d.arm)
@@ -135,18 +138,22 @@ struct GeneratedCase: Sendable, CustomTestStringConvertible {
 @Suite("Generated sessions: PSC only in PSC districts, arms as an independent re-derivation gives them")
 struct GeneratedSessionTests {
     static let cases: [GeneratedCase] = [
-        GeneratedCase(name: "shipped", method: "permuted_block", stratifyByGroup: false, multipliers: [1, 2],
-                      referrals: 3000, weeks: 30, rngSeed: 0x5EED_0001),
-        GeneratedCase(name: "by-group", method: "permuted_block", stratifyByGroup: true, multipliers: [1, 3, 2],
-                      referrals: 900, weeks: 12, rngSeed: 0x5EED_0002),
-        GeneratedCase(name: "simple", method: "simple", stratifyByGroup: true, multipliers: [1, 2],
-                      referrals: 600, weeks: 10, rngSeed: 0x5EED_0003),
+        GeneratedCase(
+            name: "shipped", method: "permuted_block", stratifyByGroup: false, multipliers: [1, 2],
+            referrals: 3000, weeks: 30, rngSeed: 0x5EED_0001),
+        GeneratedCase(
+            name: "by-group", method: "permuted_block", stratifyByGroup: true, multipliers: [1, 3, 2],
+            referrals: 900, weeks: 12, rngSeed: 0x5EED_0002),
+        GeneratedCase(
+            name: "simple", method: "simple", stratifyByGroup: true, multipliers: [1, 2],
+            referrals: 600, weeks: 10, rngSeed: 0x5EED_0003),
     ]
 
     @Test(arguments: cases)
     func generatedSession(_ c: GeneratedCase) throws {
         let shipped = try String(contentsOf: WHPBinary.repoRoot.appendingPathComponent("district-config/trial.toml"), encoding: .utf8)
-        let trialTOML = shipped
+        let trialTOML =
+            shipped
             .replacingOccurrences(of: "method = \"permuted_block\"", with: "method = \"\(c.method)\"")
             .replacingOccurrences(of: "stratify_by_group = false", with: "stratify_by_group = \(c.stratifyByGroup)")
             .replacingOccurrences(of: "block_multipliers = [1, 2]", with: "block_multipliers = [\(c.multipliers.map(String.init).joined(separator: ", "))]")
@@ -155,8 +162,9 @@ struct GeneratedSessionTests {
         let initRun = try trial.initialise(now: "2017-10-31T09:00:00Z", seedHex: seedHex)
         try #require(initRun.status == 0, "init: \(initRun.stderr)")
 
-        let model = TrialModel(seed: Independent.unhex(seedHex), trial: "whp-demo", stratifyByGroup: c.stratifyByGroup,
-                               permuted: c.method == "permuted_block", multipliers: c.multipliers)
+        let model = TrialModel(
+            seed: Independent.unhex(seedHex), trial: "whp-demo", stratifyByGroup: c.stratifyByGroup,
+            permuted: c.method == "permuted_block", multipliers: c.multipliers)
         var rng = SplitMix(c.rngSeed)
         var script = Script()
         /// Per request: what its response must be (nil = as expected, else a description of the mismatch).
@@ -200,8 +208,10 @@ struct GeneratedSessionTests {
                 }
                 referAttempts += 1
                 let rid = "r-\(referAttempts)"
-                let i = script.add(Q.refer(script.nextID(), rid, claimant: claimantJSON[key]!, district: district.id,
-                                           group: group, date: date.iso))
+                let i = script.add(
+                    Q.refer(
+                        script.nextID(), rid, claimant: claimantJSON[key]!, district: district.id,
+                        group: group, date: date.iso))
                 if let code = model.referError(claimant: key, on: date) {
                     expectError(i, code)
                     expectedRefusals[code, default: 0] += 1
@@ -245,8 +255,10 @@ struct GeneratedSessionTests {
                     if subset.isEmpty { subset = [pend[0]] }
                     let decisions = subset.map { ($0, rng.chance(0.5)) }
                     answer = model.decide(run: run, gk: gk, decisions)
-                    i = script.add(Q.decide(script.nextID(), run: run, district: district.id, date: gk.iso,
-                                            decisions.shuffled(using: &rng).map { (model.referrals[$0.0].id, $0.1) }))
+                    i = script.add(
+                        Q.decide(
+                            script.nextID(), run: run, district: district.id, date: gk.iso,
+                            decisions.shuffled(using: &rng).map { (model.referrals[$0.0].id, $0.1) }))
                 } else {
                     capacityRuns += 1
                     let cap = rng.chance(0.1) ? 0 : rng.int(0...pend.count + 1)
@@ -301,8 +313,9 @@ struct GeneratedSessionTests {
         var allocated = 0
         var eventMismatches: [String] = []
         // ALLOCATION.md §5: the pseudonym, from the deployment's key, computed here.
-        let kp = Independent.unhex(try String(contentsOf: trial.data.appendingPathComponent("keys/pseudonym.key"), encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines))
+        let kp = Independent.unhex(
+            try String(contentsOf: trial.data.appendingPathComponent("keys/pseudonym.key"), encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines))
         func pseudonym(_ key: String) -> String {
             let (kind, value) = (key.prefix { $0 != ":" }, key.drop { $0 != ":" }.dropFirst())
             let normalised = (kind == "nino" ? "NINO:" : "REF:") + value
@@ -326,7 +339,8 @@ struct GeneratedSessionTests {
             let selected = decisions.filter { if case .allocated = model.referrals[model.byID[$0]!].state { true } else { false } }
             if b.types != Array(repeating: "gatekeeper_decision", count: decisions.count) + Array(repeating: "allocated", count: allocations.count)
                 || decisions.map(seq) != decisions.map(seq).sorted() || allocations.map(seq) != allocations.map(seq).sorted()
-                || allocations != selected {
+                || allocations != selected
+            {
                 eventMismatches.append("run \(b.run): events \(zip(b.types, b.ids).map { "\($0.0):\($0.1)" })")
             }
         }
@@ -337,7 +351,8 @@ struct GeneratedSessionTests {
                 guard let rid = p["referral_id"], let k = model.byID[rid] else { eventMismatches.append("unexpected referral \(p)"); continue }
                 let r = model.referrals[k]
                 if p["claimant"] != pseudonym(r.claimant) || p["actor"] != "work_coach:WC0001" || p["district"] != r.district.id
-                    || p["group"] != r.group || p["referral_date"] != r.date.iso {
+                    || p["group"] != r.group || p["referral_date"] != r.date.iso
+                {
                     eventMismatches.append("\(rid): referred \(p)")
                 }
             case "allocated":
@@ -347,7 +362,8 @@ struct GeneratedSessionTests {
                 }
                 let r = model.referrals[k]
                 #expect(!(p["arm"] == "PSC" && !DistrictModel.pscIDs.contains(p["district"] ?? "")), "PSC in \(p["district"] ?? "?")")
-                let same = p["arm"] == d.arm && p["alloc_seed"] == d.allocSeed && p["index"] == String(d.index)
+                let same =
+                    p["arm"] == d.arm && p["alloc_seed"] == d.allocSeed && p["index"] == String(d.index)
                     && p["stratum"] == r.stratum && p["district"] == r.district.id && p["gk_date"] == r.gk?.iso
                     && p["block"] == d.block.map(String.init) && p["block_size"] == d.blockSize.map(String.init)
                     && p["position"] == d.position.map(String.init)
@@ -355,7 +371,8 @@ struct GeneratedSessionTests {
             case "gatekeeper_decision":
                 guard let rid = p["referral_id"], let k = model.byID[rid] else { eventMismatches.append("decision \(p)"); continue }
                 if p["actor"] != "gatekeeper:S001" || p["rule"] != model.referrals[k].rule || p["gk_date"] != model.referrals[k].gk?.iso
-                    || p["decision"] != (model.referrals[k].draw == nil ? "not_selected" : "selected") {
+                    || p["decision"] != (model.referrals[k].draw == nil ? "not_selected" : "selected")
+                {
                     eventMismatches.append("\(rid): decision \(p)")
                 }
                 if p["lottery_key"] != model.referrals[k].lotteryKey {

@@ -15,29 +15,43 @@ struct HiddenPolicyTests {
         var v: [String: String]
         switch (trueStatus, policy) {
         case ("awaiting_gatekeeper", _):
-            v = ["status": "awaiting_gatekeeper", "summary": "Awaiting gatekeeper",
-                 "outcome_text": "\(n) is awaiting the district gatekeeper", "next_steps": "Check again after the gatekeeper has acted"]
+            v = [
+                "status": "awaiting_gatekeeper", "summary": "Awaiting gatekeeper",
+                "outcome_text": "\(n) is awaiting the district gatekeeper", "next_steps": "Check again after the gatekeeper has acted",
+            ]
         case ("cancelled", _):
-            v = ["status": "cancelled", "summary": "Referral cancelled",
-                 "outcome_text": "The referral for \(n) was cancelled", "next_steps": "A new referral can be made for \(n)"]
+            v = [
+                "status": "cancelled", "summary": "Referral cancelled",
+                "outcome_text": "The referral for \(n) was cancelled", "next_steps": "A new referral can be made for \(n)",
+            ]
         case ("not_selected", "hidden"), ("allocated_rcg", "hidden"):
-            v = ["status": "not_allocated", "summary": "Not allocated a place (on \(date))",
-                 "outcome_text": "\(n) was not allocated a place on the Work and Health Programme",
-                 "next_steps": "Please continue to provide Work Coach support for \(n)"]
+            v = [
+                "status": "not_allocated", "summary": "Not allocated a place (on \(date))",
+                "outcome_text": "\(n) was not allocated a place on the Work and Health Programme",
+                "next_steps": "Please continue to provide Work Coach support for \(n)",
+            ]
         case ("not_selected", _):
-            v = ["status": "not_selected", "summary": "Not selected (on \(date))",
-                 "outcome_text": "\(n) was not selected by the district gatekeeper for allocation to the Work and Health Programme",
-                 "next_steps": "A new referral can be made for \(n) from \(gk!.plus(42).long)"]
+            v = [
+                "status": "not_selected", "summary": "Not selected (on \(date))",
+                "outcome_text": "\(n) was not selected by the district gatekeeper for allocation to the Work and Health Programme",
+                "next_steps": "A new referral can be made for \(n) from \(gk!.plus(42).long)",
+            ]
         case ("allocated_whp", _):
-            v = ["status": "allocated_whp", "summary": "Allocated to the WHP on \(date)",
-                 "outcome_text": "\(n) was allocated to the Work and Health Programme", "next_steps": refer]
+            v = [
+                "status": "allocated_whp", "summary": "Allocated to the WHP on \(date)",
+                "outcome_text": "\(n) was allocated to the Work and Health Programme", "next_steps": refer,
+            ]
         case ("allocated_psc", _):
-            v = ["status": "allocated_psc", "summary": "Allocated to the PSC on \(date)",
-                 "outcome_text": "\(n) was allocated a place with the Public Sector Comparator", "next_steps": refer]
+            v = [
+                "status": "allocated_psc", "summary": "Allocated to the PSC on \(date)",
+                "outcome_text": "\(n) was allocated a place with the Public Sector Comparator", "next_steps": refer,
+            ]
         case ("allocated_rcg", _):
-            v = ["status": "allocated_rcg", "summary": "Allocated to the RCG on \(date)",
-                 "outcome_text": "\(n) was allocated a place in the Random Control Group",
-                 "next_steps": "Please continue to provide Work Coach support for \(n). A new referral can be made for \(n) from \(gk!.addingMonths(24).long)"]
+            v = [
+                "status": "allocated_rcg", "summary": "Allocated to the RCG on \(date)",
+                "outcome_text": "\(n) was allocated a place in the Random Control Group",
+                "next_steps": "Please continue to provide Work Coach support for \(n). A new referral can be made for \(n) from \(gk!.addingMonths(24).long)",
+            ]
         default:
             fatalError("no view for \(trueStatus)")
         }
@@ -50,7 +64,8 @@ struct HiddenPolicyTests {
         case "awaiting_gatekeeper": ["status": "pending", "message": "We will tell you the outcome of your referral to the Work and Health Programme soon."]
         case "allocated_whp": ["status": "offered_place", "message": "You have been allocated a place on the Work and Health Programme."]
         case "allocated_psc": ["status": "offered_place", "message": "You have been allocated a place with the Public Sector Comparator."]
-        case "not_selected", "allocated_rcg": ["status": "not_successful", "message": "You were not successful in getting a place on the Work and Health Programme."]
+        case "not_selected", "allocated_rcg":
+            ["status": "not_successful", "message": "You were not successful in getting a place on the Work and Health Programme."]
         case "cancelled": ["status": "cancelled", "message": "Your referral to the Work and Health Programme was cancelled."]
         default: fatalError()
         }
@@ -91,8 +106,10 @@ struct HiddenPolicyTests {
         }
         for k in [0, 1, 41] {
             add(Q.refer(id(j), tryID(k), claimant: m.claimant, district: m.district, date: d.plus(k).iso), "refer d+\(k)")
-            add(Q.refer(id(j), tryID(100 + k), claimant: m.claimant, district: "example-south", group: "early_access",
-                        date: d.plus(k).iso), "refer elsewhere d+\(k)")
+            add(
+                Q.refer(
+                    id(j), tryID(100 + k), claimant: m.claimant, district: "example-south", group: "early_access",
+                    date: d.plus(k).iso), "refer elsewhere d+\(k)")
         }
         add(Q.refer(id(j), m.rid, claimant: m.claimant, district: m.district, group: m.group, date: m.date), "refer replay")
         add(Q.refer(id(j), m.rid, claimant: m.claimant, district: m.district, group: m.group, date: d.plus(1).iso), "refer conflict")
@@ -130,16 +147,19 @@ struct HiddenPolicyTests {
             for q in 0..<rng.int(6...10) {
                 let c = rng.chance(0.3) ? Q.ref(claimantNo) : Q.nino(claimantNo)
                 claimantNo += 1
-                let m = Member(rid: "c\(k)-\(q)", claimant: c, district: district.id, group: rng.chance(0.5) ? "disability" : "early_access",
-                               date: d.plus(-rng.int(0...20)).iso)
+                let m = Member(
+                    rid: "c\(k)-\(q)", claimant: c, district: district.id, group: rng.chance(0.5) ? "disability" : "early_access",
+                    date: d.plus(-rng.int(0...20)).iso)
                 members.append(m)
                 s.add(Q.refer(s.nextID(), m.rid, claimant: m.claimant, district: m.district, group: m.group, date: m.date))
             }
             if rng.chance(0.5) {
                 s.add(Q.capacity(s.nextID(), run: "run-\(k)", district: district.id, date: d.iso, members.count / 2 + 1))
             } else {
-                s.add(Q.decide(s.nextID(), run: "run-\(k)", district: district.id, date: d.iso,
-                               members.map { ($0.rid, rng.chance(0.6)) }))
+                s.add(
+                    Q.decide(
+                        s.nextID(), run: "run-\(k)", district: district.id, date: d.iso,
+                        members.map { ($0.rid, rng.chance(0.6)) }))
             }
             cases.append(Case(d: d, members: members))
         }
@@ -153,7 +173,8 @@ struct HiddenPolicyTests {
         for c in cases {
             let status = { (m: Member) in r1[truth[m.rid]!].str("status") }
             if let a = c.members.first(where: { status($0) == "not_selected" }),
-               let b = c.members.first(where: { status($0) == "allocated_rcg" }) {
+                let b = c.members.first(where: { status($0) == "allocated_rcg" })
+            {
                 pairs.append((a, b, c.d))
             }
         }
@@ -193,8 +214,10 @@ struct HiddenPolicyTests {
             expected["referral_id"] = a.rid
             #expect(named == expected, "hidden not-selected view: \(named)")
             // Flags do not change views.
-            for (before, after) in [("before outcome by referral", "after flag outcome by referral"), ("before claimant view", "after flag claimant view"),
-                                    ("before outcome named", "after d+42 outcome named")] {
+            for (before, after) in [
+                ("before outcome by referral", "after flag outcome by referral"), ("before claimant view", "after flag claimant view"),
+                ("before outcome named", "after d+42 outcome named"),
+            ] {
                 let i = probes.firstIndex { $0.label == before }!, j = probes.firstIndex { $0.label == after }!
                 #expect(norm(r[ia[i]], a, "\(n)A") == norm(r[ia[j]], a, "\(n)A"), "\(before) vs \(after)")
             }
@@ -228,8 +251,10 @@ struct HiddenPolicyTests {
             s.add(Q.refer(s.nextID(), rid, claimant: Q.nino(100 + k), district: "devon-cornwall", date: "2017-11-0\(k + 1)"))
         }
         s.add(Q.refer(s.nextID(), "ns-1", claimant: Q.nino(200), district: "devon-cornwall", date: "2017-11-08"))
-        s.add(Q.decide(s.nextID(), run: "r", district: "devon-cornwall", date: "2017-11-13",
-                       selected.map { ($0, true) } + [("ns-1", false)]))
+        s.add(
+            Q.decide(
+                s.nextID(), run: "r", district: "devon-cornwall", date: "2017-11-13",
+                selected.map { ($0, true) } + [("ns-1", false)]))
         s.add(Q.refer(s.nextID(), "wait-1", claimant: Q.nino(300), district: "devon-cornwall", date: "2017-11-14"))
         s.add(Q.refer(s.nextID(), "gone-1", claimant: Q.ref(400), district: "example-north", date: "2017-11-14"))
         s.add(Q.cancel(s.nextID(), "gone-1"))
@@ -247,8 +272,11 @@ struct HiddenPolicyTests {
         for rid in all {
             for name in [nil, "Sam Jones", "{name}"] as [String?] {
                 for audience in ["work_coach", "claimant"] {
-                    probes.append((t.add(Q.outcome(t.nextID(), rid: rid, audience: audience == "work_coach" && name == nil ? nil : audience, name: name)),
-                                   rid, name, audience))
+                    probes.append(
+                        (
+                            t.add(Q.outcome(t.nextID(), rid: rid, audience: audience == "work_coach" && name == nil ? nil : audience, name: name)),
+                            rid, name, audience
+                        ))
                 }
             }
         }
@@ -257,7 +285,9 @@ struct HiddenPolicyTests {
         var wrong: [String] = []
         for (i, rid, name, audience) in probes {
             let st = truth[rid]!
-            var expected = audience == "claimant" ? Self.claimantView(trueStatus: st)
+            var expected =
+                audience == "claimant"
+                ? Self.claimantView(trueStatus: st)
                 : Self.workCoachView(trueStatus: st, policy: policy, gk: gk, name: name)
             expected["referral_id"] = rid
             let got = r[i].result as? [String: String] ?? [:]
@@ -269,7 +299,9 @@ struct HiddenPolicyTests {
             let rcg = selected.first { truth[$0] == "allocated_rcg" }!
             let v = r[probes.first { $0.1 == rcg && $0.2 == "Sam Jones" && $0.3 == "work_coach" }!.0].result
             #expect(v["summary"] as? String == "Allocated to the RCG on 13 November 2017")
-            #expect(v["next_steps"] as? String == "Please continue to provide Work Coach support for Sam Jones. A new referral can be made for Sam Jones from 13 November 2019")
+            #expect(
+                v["next_steps"] as? String
+                    == "Please continue to provide Work Coach support for Sam Jones. A new referral can be made for Sam Jones from 13 November 2019")
             let ns = r[probes.first { $0.1 == "ns-1" && $0.2 == "Sam Jones" && $0.3 == "work_coach" }!.0].result
             #expect(ns["summary"] as? String == "Not selected (on 13 November 2017)")
             #expect(ns["next_steps"] as? String == "A new referral can be made for Sam Jones from 25 December 2017")

@@ -20,45 +20,65 @@ struct IdempotencyTests {
         let north = "example-north", devon = "devon-cornwall"
         var out: [Repeat] = []
         // refer: the claimant is normalised (spaces, lower case) before comparing; v/id/actor are not compared.
-        let refer = Req.envelope("a", "refer", role: "work_coach", actor: "WC1", ["referral_id": "ref-1", "claimant": ["nino": "AB123456C"],
-            "district": north, "group": "disability", "referral_date": "2017-11-01"])
+        let refer = Req.envelope(
+            "a", "refer", role: "work_coach", actor: "WC1",
+            [
+                "referral_id": "ref-1", "claimant": ["nino": "AB123456C"],
+                "district": north, "group": "disability", "referral_date": "2017-11-01",
+            ])
         var referRepeat = refer
         referRepeat["id"] = "a-again"; referRepeat["actor"] = ["role": "work_coach", "id": "WC-other"]
         referRepeat["claimant"] = ["nino": "ab 12 34 56 c"]; referRepeat["note"] = "unknown fields are ignored"
-        out.append(Repeat(label: "refer", first: Req.line(refer), repeats: [Req.line(refer), Req.line(referRepeat)], conflicts: [
-            ("refer: other date", Q.refer("c1", "ref-1", claimant: ["nino": "AB123456C"], district: north, date: "2017-11-02")),
-            ("refer: other district", Q.refer("c2", "ref-1", claimant: ["nino": "AB123456C"], district: devon, date: "2017-11-01")),
-            ("refer: other group", Q.refer("c3", "ref-1", claimant: ["nino": "AB123456C"], district: north, group: "early_access", date: "2017-11-01")),
-            ("refer: other claimant", Q.refer("c4", "ref-1", claimant: ["nino": "AB123456D"], district: north, date: "2017-11-01")),
-            ("refer: ref instead of nino", Q.refer("c5", "ref-1", claimant: ["ref": "123456789012"], district: north, date: "2017-11-01")),
-        ]))
+        out.append(
+            Repeat(
+                label: "refer", first: Req.line(refer), repeats: [Req.line(refer), Req.line(referRepeat)],
+                conflicts: [
+                    ("refer: other date", Q.refer("c1", "ref-1", claimant: ["nino": "AB123456C"], district: north, date: "2017-11-02")),
+                    ("refer: other district", Q.refer("c2", "ref-1", claimant: ["nino": "AB123456C"], district: devon, date: "2017-11-01")),
+                    ("refer: other group", Q.refer("c3", "ref-1", claimant: ["nino": "AB123456C"], district: north, group: "early_access", date: "2017-11-01")),
+                    ("refer: other claimant", Q.refer("c4", "ref-1", claimant: ["nino": "AB123456D"], district: north, date: "2017-11-01")),
+                    ("refer: ref instead of nino", Q.refer("c5", "ref-1", claimant: ["ref": "123456789012"], district: north, date: "2017-11-01")),
+                ]))
         // cancel (of a referral made for it just before).
-        out.append(Repeat(label: "cancel", first: Q.cancel("b", "ref-2", reason: "moved away"),
-                          repeats: [Q.cancel("b2", "ref-2", reason: "moved away")],
-                          conflicts: [("cancel: other reason", Q.cancel("c6", "ref-2", reason: "changed mind"))]))
+        out.append(
+            Repeat(
+                label: "cancel", first: Q.cancel("b", "ref-2", reason: "moved away"),
+                repeats: [Q.cancel("b2", "ref-2", reason: "moved away")],
+                conflicts: [("cancel: other reason", Q.cancel("c6", "ref-2", reason: "changed mind"))]))
         // gatekeep with capacity.
-        out.append(Repeat(label: "gatekeep capacity", first: Q.capacity("g", run: "run-cap", district: devon, date: "2017-11-10", 2),
-                          repeats: [Q.capacity("g2", run: "run-cap", district: devon, date: "2017-11-10", 2)],
-                          conflicts: [
-                            ("run: other capacity", Q.capacity("c7", run: "run-cap", district: devon, date: "2017-11-10", 3)),
-                            ("run: other date", Q.capacity("c8", run: "run-cap", district: devon, date: "2017-11-11", 2)),
-                            ("run: other district", Q.capacity("c9", run: "run-cap", district: north, date: "2017-11-10", 2)),
-                            ("run: decisions instead", Q.decide("c10", run: "run-cap", district: devon, date: "2017-11-10", [("dv-1", true)])),
-                          ]))
+        out.append(
+            Repeat(
+                label: "gatekeep capacity", first: Q.capacity("g", run: "run-cap", district: devon, date: "2017-11-10", 2),
+                repeats: [Q.capacity("g2", run: "run-cap", district: devon, date: "2017-11-10", 2)],
+                conflicts: [
+                    ("run: other capacity", Q.capacity("c7", run: "run-cap", district: devon, date: "2017-11-10", 3)),
+                    ("run: other date", Q.capacity("c8", run: "run-cap", district: devon, date: "2017-11-11", 2)),
+                    ("run: other district", Q.capacity("c9", run: "run-cap", district: north, date: "2017-11-10", 2)),
+                    ("run: decisions instead", Q.decide("c10", run: "run-cap", district: devon, date: "2017-11-10", [("dv-1", true)])),
+                ]))
         // gatekeep with decisions: the repeat lists them in another order.
         let decisions = [("nd-1", true), ("nd-2", false), ("nd-3", true)]
-        out.append(Repeat(label: "gatekeep decisions", first: Q.decide("h", run: "run-man", district: north, date: "2017-11-12", decisions),
-                          repeats: [Q.decide("h2", run: "run-man", district: north, date: "2017-11-12", decisions.reversed()),
-                                    Q.decide("h3", run: "run-man", district: north, date: "2017-11-12", [decisions[1], decisions[2], decisions[0]])],
-                          conflicts: [
-                            ("run: one decision changed", Q.decide("c11", run: "run-man", district: north, date: "2017-11-12", [("nd-1", true), ("nd-2", true), ("nd-3", true)])),
-                            ("run: a subset", Q.decide("c12", run: "run-man", district: north, date: "2017-11-12", [("nd-1", true), ("nd-3", true)])),
-                            ("run: capacity instead", Q.capacity("c13", run: "run-man", district: north, date: "2017-11-12", 2)),
-                          ]))
+        out.append(
+            Repeat(
+                label: "gatekeep decisions", first: Q.decide("h", run: "run-man", district: north, date: "2017-11-12", decisions),
+                repeats: [
+                    Q.decide("h2", run: "run-man", district: north, date: "2017-11-12", decisions.reversed()),
+                    Q.decide("h3", run: "run-man", district: north, date: "2017-11-12", [decisions[1], decisions[2], decisions[0]]),
+                ],
+                conflicts: [
+                    (
+                        "run: one decision changed",
+                        Q.decide("c11", run: "run-man", district: north, date: "2017-11-12", [("nd-1", true), ("nd-2", true), ("nd-3", true)])
+                    ),
+                    ("run: a subset", Q.decide("c12", run: "run-man", district: north, date: "2017-11-12", [("nd-1", true), ("nd-3", true)])),
+                    ("run: capacity instead", Q.capacity("c13", run: "run-man", district: north, date: "2017-11-12", 2)),
+                ]))
         // flag_error, and a second flag with another reason.
-        out.append(Repeat(label: "flag_error", first: Q.flag("f", "nd-2", reason: "duplicate"),
-                          repeats: [Q.flag("f2", "nd-2", reason: "duplicate")],
-                          conflicts: [("flag: other reason", Q.flag("c14", "nd-2", reason: "wrong_group"))]))
+        out.append(
+            Repeat(
+                label: "flag_error", first: Q.flag("f", "nd-2", reason: "duplicate"),
+                repeats: [Q.flag("f2", "nd-2", reason: "duplicate")],
+                conflicts: [("flag: other reason", Q.flag("c14", "nd-2", reason: "wrong_group"))]))
         return out
     }
 

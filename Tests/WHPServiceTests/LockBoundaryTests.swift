@@ -19,8 +19,10 @@ struct LockBoundaryTests {
         var s = Script()
         let leap = (1...9).map { "leap-\($0)" }
         for (k, rid) in leap.enumerated() {
-            s.add(Q.refer(s.nextID(), rid, claimant: Q.nino(1000 + k), district: "devon-cornwall",
-                          date: k % 2 == 0 ? "2016-02-29" : "2016-02-15"))
+            s.add(
+                Q.refer(
+                    s.nextID(), rid, claimant: Q.nino(1000 + k), district: "devon-cornwall",
+                    date: k % 2 == 0 ? "2016-02-29" : "2016-02-15"))
         }
         s.add(Q.decide(s.nextID(), run: "leap-run", district: "devon-cornwall", date: "2016-02-29", leap.map { ($0, true) }), tag: "leap-run")
         for rid in leap { s.add(Q.disclose(s.nextID(), rid), tag: "disclose-" + rid) }
@@ -37,7 +39,7 @@ struct LockBoundaryTests {
         for rid in leap { status[rid] = r1[s.index("disclose-" + rid)].str("status") }
         let rcgK = try #require(leap.indices.first { status[leap[$0]] == "allocated_rcg" }, "an RCG allocation among \(status)")
         let allocK = try #require(leap.indices.first { ["allocated_whp", "allocated_psc"].contains(status[leap[$0]]) })
-        let x = Q.nino(1000 + rcgK)    // RCG on 2016-02-29: locked until add_months(…, 24) = 2018-02-28
+        let x = Q.nino(1000 + rcgK)  // RCG on 2016-02-29: locked until add_months(…, 24) = 2018-02-28
         let y = Q.nino(1000 + allocK)  // WHP/PSC on 2016-02-29: the same from-date, always shown
         let n1 = Q.nino(2001), n2 = Q.nino(2002), n3 = Q.nino(2003)  // not selected on 2017-11-13: from 2017-12-25
 
@@ -96,8 +98,9 @@ struct LockBoundaryTests {
         expectEligibility(at("x-elig-early"), eligible: false, from: dcams ? "2018-02-28" : nil, "RCG on 2016-03-01:")
         expectEligibility(at("y-elig-0227"), eligible: false, from: "2018-02-28", "WHP/PSC on 2018-02-27:")
         if dcams {
-            #expect(at("x-outcome").str("next_steps")
-                == "Please continue to provide Work Coach support for Ann. A new referral can be made for Ann from 28 February 2018")
+            #expect(
+                at("x-outcome").str("next_steps")
+                    == "Please continue to provide Work Coach support for Ann. A new referral can be made for Ann from 28 February 2018")
         } else {
             #expect(at("x-outcome").str("status") == "not_allocated")
         }

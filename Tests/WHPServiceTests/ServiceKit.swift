@@ -60,10 +60,17 @@ enum Q {
     static func status(_ id: String, role: String = "gatekeeper") -> String {
         Req.line(Req.envelope(id, "status", role: role))
     }
-    static func refer(_ id: String, _ rid: String, claimant: [String: String], district: String,
-                      group: String = "disability", date: String, actor: String = "WC0001") -> String {
-        Req.line(Req.envelope(id, "refer", role: "work_coach", actor: actor, ["referral_id": rid, "claimant": claimant,
-            "district": district, "group": group, "referral_date": date]))
+    static func refer(
+        _ id: String, _ rid: String, claimant: [String: String], district: String,
+        group: String = "disability", date: String, actor: String = "WC0001"
+    ) -> String {
+        Req.line(
+            Req.envelope(
+                id, "refer", role: "work_coach", actor: actor,
+                [
+                    "referral_id": rid, "claimant": claimant,
+                    "district": district, "group": group, "referral_date": date,
+                ]))
     }
     static func cancel(_ id: String, _ rid: String, reason: String = "claimant moved away") -> String {
         Req.line(Req.envelope(id, "cancel", role: "work_coach", ["referral_id": rid, "reason": reason]))
@@ -74,8 +81,10 @@ enum Q {
     static func decide(_ id: String, run: String, district: String, date: String, _ d: [(String, Bool)]) -> String {
         Req.line(Req.decide(id, run: run, district: district, date: date, d))
     }
-    static func outcome(_ id: String, rid: String? = nil, claimant: [String: String]? = nil,
-                        audience: String? = nil, name: String? = nil) -> String {
+    static func outcome(
+        _ id: String, rid: String? = nil, claimant: [String: String]? = nil,
+        audience: String? = nil, name: String? = nil
+    ) -> String {
         var f: [String: Any] = [:]
         if let rid { f["referral_id"] = rid }
         if let claimant { f["claimant"] = claimant }
@@ -131,8 +140,9 @@ extension TrialFolder {
     func run(_ s: Script, now: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [Resp] {
         let (r, out) = try serveStreaming(s.lines, now: now)
         #expect(r.status == 0, "serve exit \(r.status): \(r.stderr)", sourceLocation: sourceLocation)
-        try #require(out.count == s.lines.count, "\(out.count) responses to \(s.lines.count) requests; stderr: \(r.stderr)",
-                     sourceLocation: sourceLocation)
+        try #require(
+            out.count == s.lines.count, "\(out.count) responses to \(s.lines.count) requests; stderr: \(r.stderr)",
+            sourceLocation: sourceLocation)
         let resps = out.map(Resp.init)
         for (i, line) in s.lines.enumerated() {
             let sent = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
@@ -187,8 +197,10 @@ struct Day: Comparable, Hashable, CustomStringConvertible {
     var iso: String { let (y, m, d) = ymd; return String(format: "%04d-%02d-%02d", y, m, d) }
     var description: String { iso }
 
-    static let months = ["January", "February", "March", "April", "May", "June", "July", "August",
-                         "September", "October", "November", "December"]
+    static let months = [
+        "January", "February", "March", "April", "May", "June", "July", "August",
+        "September", "October", "November", "December",
+    ]
     /// `13 November 2017`.
     var long: String { let (y, m, d) = ymd; return "\(d) \(Day.months[m - 1]) \(y)" }
 
@@ -205,8 +217,6 @@ struct Day: Comparable, Hashable, CustomStringConvertible {
 
     static func < (a: Day, b: Day) -> Bool { a.n < b.n }
 }
-
-
 
 // MARK: - Independent re-derivation of ALLOCATION.md §2–§4
 
@@ -311,8 +321,9 @@ enum Independent {
                 let r = weights[k] * m - dealt[k]
                 if t < r {
                     dealt[k] += 1
-                    return Draw(index: i, arm: Independent.arms[k], allocSeed: Independent.hex(a),
-                                block: block, blockSize: blockSize, position: p)
+                    return Draw(
+                        index: i, arm: Independent.arms[k], allocSeed: Independent.hex(a),
+                        block: block, blockSize: blockSize, position: p)
                 }
                 t -= r
             }
@@ -362,8 +373,10 @@ func jsonLines(_ url: URL) throws -> [[String: Any]] {
 }
 
 /// Expects an error response with `code` (and `field`, when given).
-func expectError(_ r: Resp, _ code: String, field: String? = nil, _ note: String = "",
-                 sourceLocation: SourceLocation = #_sourceLocation) {
+func expectError(
+    _ r: Resp, _ code: String, field: String? = nil, _ note: String = "",
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     #expect(r.code == code, "\(note) expected \(code): \(r.line)", sourceLocation: sourceLocation)
     if let field { #expect(r.field == field, "\(note) expected field \(field): \(r.line)", sourceLocation: sourceLocation) }
 }
@@ -376,8 +389,11 @@ func expectOK(_ r: Resp, _ note: String = "", sourceLocation: SourceLocation = #
 }
 
 /// Expects an `eligibility` answer.
-func expectEligibility(_ r: Resp, eligible: Bool, from: String?, _ note: String = "",
-                       sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(r.ok && r.result["eligible"] as? Bool == eligible && r.str("eligible_from") == from,
-            "\(note) expected eligible=\(eligible) eligible_from=\(from ?? "absent"): \(r.line)", sourceLocation: sourceLocation)
+func expectEligibility(
+    _ r: Resp, eligible: Bool, from: String?, _ note: String = "",
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
+    #expect(
+        r.ok && r.result["eligible"] as? Bool == eligible && r.str("eligible_from") == from,
+        "\(note) expected eligible=\(eligible) eligible_from=\(from ?? "absent"): \(r.line)", sourceLocation: sourceLocation)
 }

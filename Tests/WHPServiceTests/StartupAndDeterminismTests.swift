@@ -27,15 +27,19 @@ private func determinismSession() -> [String] {
     var s = Script()
     for k in 0..<60 {
         let district = DistrictModel.shipped[k % 6].id
-        s.add(Q.refer(s.nextID(), "dt-\(k)", claimant: k % 5 == 0 ? Q.ref(k) : Q.nino(k), district: district,
-                      group: k % 2 == 0 ? "disability" : "early_access", date: "2017-11-\(10 + k % 15)"))
+        s.add(
+            Q.refer(
+                s.nextID(), "dt-\(k)", claimant: k % 5 == 0 ? Q.ref(k) : Q.nino(k), district: district,
+                group: k % 2 == 0 ? "disability" : "early_access", date: "2017-11-\(10 + k % 15)"))
     }
     s.add(Q.cancel(s.nextID(), "dt-7"))
     for (k, d) in DistrictModel.shipped.enumerated() where k != 2 {
         s.add(Q.capacity(s.nextID(), run: "dr-\(k)", district: d.id, date: "2017-11-30", 5))
     }
-    s.add(Q.decide(s.nextID(), run: "dr-m", district: DistrictModel.shipped[2].id, date: "2017-11-30",
-                   [("dt-2", true), ("dt-8", false), ("dt-14", true), ("dt-20", true)]))
+    s.add(
+        Q.decide(
+            s.nextID(), run: "dr-m", district: DistrictModel.shipped[2].id, date: "2017-11-30",
+            [("dt-2", true), ("dt-8", false), ("dt-14", true), ("dt-20", true)]))
     s.add(Q.disclose(s.nextID(), "dt-2"))
     s.add(Q.optOut(s.nextID(), claimant: Q.nino(3), date: "2017-12-01"))
     s.add(Q.flag(s.nextID(), "dt-8", reason: "wrong_group"))
@@ -67,7 +71,8 @@ struct StartupAndDeterminismTests {
         try Self.shareKeys(from: a, to: b)
         try #require(try b.initialise(now: "2017-10-02T09:00:00Z", seedHex: Seeds.a).status == 0)
         try #require(try c.initialise(now: "2017-10-02T09:00:00Z", seedHex: Seeds.a).status == 0)
-        #expect(try Data(contentsOf: b.data.appendingPathComponent("keys/pseudonym.key"))
+        #expect(
+            try Data(contentsOf: b.data.appendingPathComponent("keys/pseudonym.key"))
                 == Data(contentsOf: a.data.appendingPathComponent("keys/pseudonym.key")), "init kept the copied key")
         let heads0 = try [a, b, c].map { try $0.logHead(now: Self.now) }
         #expect(heads0[0] == heads0[1] && heads0[0] == heads0[2], "trial_started depends on the seed and config only: \(heads0)")
@@ -126,7 +131,8 @@ struct StartupAndDeterminismTests {
         }
         let changed = try independentConfigHash(trial.config)
         #expect(changed != original)
-        let (r, out) = try trial.serve([Q.status("s1"), Q.refer("s2", "g-1", claimant: Q.nino(1), district: "example-north", date: "2017-11-01")], now: Self.now)
+        let (r, out) = try trial.serve(
+            [Q.status("s1"), Q.refer("s2", "g-1", claimant: Q.nino(1), district: "example-north", date: "2017-11-01")], now: Self.now)
         #expect(r.status == 1, "exit \(r.status)")
         #expect(r.stdout.isEmpty && out.isEmpty, "nothing on stdout: \(r.stdout)")
         #expect(r.stderr.contains(original) && r.stderr.contains(changed), "stderr names both hashes: \(r.stderr)")
@@ -152,16 +158,20 @@ struct StartupAndDeterminismTests {
         var testDescription: String { "\(file) mode \(String(mode, radix: 8))" }
     }
 
-    @Test("a key file group or others may read: nothing on stdout, exit 1",
-          arguments: [KeyMode(file: "seed.hex", mode: 0o644), KeyMode(file: "pseudonym.key", mode: 0o644),
-                      KeyMode(file: "seed.hex", mode: 0o640), KeyMode(file: "pseudonym.key", mode: 0o604),
-                      KeyMode(file: "pseudonym.key", mode: 0o620)])
+    @Test(
+        "a key file group or others may read: nothing on stdout, exit 1",
+        arguments: [
+            KeyMode(file: "seed.hex", mode: 0o644), KeyMode(file: "pseudonym.key", mode: 0o644),
+            KeyMode(file: "seed.hex", mode: 0o640), KeyMode(file: "pseudonym.key", mode: 0o604),
+            KeyMode(file: "pseudonym.key", mode: 0o620),
+        ])
     func keyModeGuard(_ k: KeyMode) throws {
         let trial = try TrialFolder()
         try #require(try trial.initialise(now: "2017-10-02T09:00:00Z").status == 0)
         let path = trial.data.appendingPathComponent("keys/" + k.file).path
         try FileManager.default.setAttributes([.posixPermissions: k.mode], ofItemAtPath: path)
-        let (r, out) = try trial.serve([Q.status("s1"), Q.refer("s2", "g-1", claimant: Q.nino(1), district: "example-north", date: "2017-11-01")], now: Self.now)
+        let (r, out) = try trial.serve(
+            [Q.status("s1"), Q.refer("s2", "g-1", claimant: Q.nino(1), district: "example-north", date: "2017-11-01")], now: Self.now)
         #expect(r.status == 1, "exit \(r.status)")
         #expect(r.stdout.isEmpty && out.isEmpty, "nothing on stdout: \(r.stdout)")
         #expect(r.stderr.contains(k.file), "stderr explains which key: \(r.stderr)")
@@ -207,8 +217,11 @@ struct ClockTests {
     func clockBehind() throws {
         let trial = try TrialFolder()
         try #require(try trial.initialise(now: "2017-10-02T09:00:00Z").status == 0)
-        let first = try trial.run({ var s = Script(); s.add(Q.refer("a", "late-1", claimant: Q.nino(1), district: "example-north", date: "2018-03-01")); return s }(),
-                                  now: "2018-03-01T12:00:00Z")
+        let first = try trial.run(
+            {
+                var s = Script(); s.add(Q.refer("a", "late-1", claimant: Q.nino(1), district: "example-north", date: "2018-03-01")); return s
+            }(),
+            now: "2018-03-01T12:00:00Z")
         #expect(first[0].ok)
         var s = Script()
         s.add(Q.refer("b", "early-1", claimant: Q.nino(2), district: "example-north", date: "2018-01-01"), tag: "ok")

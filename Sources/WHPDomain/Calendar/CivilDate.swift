@@ -9,7 +9,8 @@ public struct CivilDate: Hashable, Comparable, Sendable, CustomStringConvertible
     /// nil unless the date exists (so 2017-02-29 is refused, 2016-02-29 is not).
     public init?(year: Int, month: Int, day: Int) {
         guard (1...9999).contains(year), (1...12).contains(month),
-              day >= 1, day <= CivilDate.daysIn(month: month, year: year) else { return nil }
+            day >= 1, day <= CivilDate.daysIn(month: month, year: year)
+        else { return nil }
         self.year = year; self.month = month; self.day = day
     }
 
@@ -23,8 +24,9 @@ public struct CivilDate: Hashable, Comparable, Sendable, CustomStringConvertible
     /// Parses exactly `YYYY-MM-DD` from UTF-8 bytes.
     public init?(utf8 u: UnsafeBufferPointer<UInt8>) {
         guard u.count == 10, u[4] == 0x2d, u[7] == 0x2d,
-              let y = CivilDate.digits(u, 0, 4), let m = CivilDate.digits(u, 5, 7),
-              let d = CivilDate.digits(u, 8, 10) else { return nil }
+            let y = CivilDate.digits(u, 0, 4), let m = CivilDate.digits(u, 5, 7),
+            let d = CivilDate.digits(u, 8, 10)
+        else { return nil }
         self.init(year: y, month: m, day: d)
     }
 
@@ -75,7 +77,9 @@ public struct CivilDate: Hashable, Comparable, Sendable, CustomStringConvertible
     public var iso: String {
         // Written into the string's own bytes: `refer` formats several dates per request.
         guard (1...9999).contains(year) else { return pad(year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2) }
-        return String(unsafeUninitializedCapacity: 10) { b in writeISO(b.baseAddress!); return 10 }
+        return String(unsafeUninitializedCapacity: 10) { b in
+            writeISO(b.baseAddress!); return 10
+        }
     }
 
     /// Days since 1970-01-01 (proleptic Gregorian; Howard Hinnant's civil algorithm).
@@ -129,8 +133,10 @@ public struct CivilDate: Hashable, Comparable, Sendable, CustomStringConvertible
         return (thursday.year, (thursday.dayNumber - jan1.dayNumber) / 7 + 1)
     }
 
-    private static let monthNames = ["January", "February", "March", "April", "May", "June", "July",
-                                     "August", "September", "October", "November", "December"]
+    private static let monthNames = [
+        "January", "February", "March", "April", "May", "June", "July",
+        "August", "September", "October", "November", "December",
+    ]
 
     /// `D Month YYYY` (`6 January 2018`), the form dates take in view texts.
     public var longText: String { "\(day) \(CivilDate.monthNames[month - 1]) \(year)" }
@@ -157,9 +163,10 @@ public struct Instant: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// Parses exactly `YYYY-MM-DDTHH:MM:SSZ` from UTF-8 bytes.
     public init?(utf8 u: UnsafeBufferPointer<UInt8>) {
         guard u.count == 20, u[10] == 0x54, u[13] == 0x3a, u[16] == 0x3a, u[19] == 0x5a,
-              let date = CivilDate(utf8: UnsafeBufferPointer(rebasing: u[0..<10])),
-              let h = CivilDate.digits(u, 11, 13), let m = CivilDate.digits(u, 14, 16),
-              let s = CivilDate.digits(u, 17, 19), h < 24, m < 60, s < 60 else { return nil }
+            let date = CivilDate(utf8: UnsafeBufferPointer(rebasing: u[0..<10])),
+            let h = CivilDate.digits(u, 11, 13), let m = CivilDate.digits(u, 14, 16),
+            let s = CivilDate.digits(u, 17, 19), h < 24, m < 60, s < 60
+        else { return nil }
         seconds = date.dayNumber * 86400 + h * 3600 + m * 60 + s
     }
 

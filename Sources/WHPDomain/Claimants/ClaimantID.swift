@@ -39,7 +39,8 @@ public enum ClaimantID: Hashable, Sendable {
     static func isValidNINO(_ u: [UInt8]) -> Bool {
         guard u.count == 9 else { return false }
         guard (0x41...0x5a).contains(u[0]), (0x41...0x5a).contains(u[1]),
-              ninoFirst[Int(u[0] - 0x41)], ninoSecond[Int(u[1] - 0x41)] else { return false }
+            ninoFirst[Int(u[0] - 0x41)], ninoSecond[Int(u[1] - 0x41)]
+        else { return false }
         let prefix = UInt16(u[0]) << 8 | UInt16(u[1])
         guard !ninoUnallocatedPrefixes.contains(prefix) else { return false }
         guard u[2..<8].allSatisfy({ (0x30...0x39).contains($0) }) else { return false }

@@ -27,8 +27,10 @@ public enum Allocator {
     }
 
     /// Block `b`'s size `W · M[uniform(k_b, len(M))]`.
-    public static func blockSize(seed: Bytes32, trialID: String, stratum: String, block: Int,
-                                 weights: Weights, multipliers: [Int]) -> Int {
+    public static func blockSize(
+        seed: Bytes32, trialID: String, stratum: String, block: Int,
+        weights: Weights, multipliers: [Int]
+    ) -> Int {
         let k = Derivation.blockSeed(seed: seed, trialID: trialID, stratum: stratum, block: block)
         return weights.total * multipliers[Int(Uniform.draw(k, UInt64(multipliers.count))!)]
     }
@@ -38,10 +40,13 @@ public enum Allocator {
     /// Nil when the block's facts cannot come from the weights (a size that
     /// is not a multiple of W, a position past the end, an arm dealt more
     /// often than the block holds): a tampered log, never a trap.
-    public static func permutedBlockArm(allocSeed: Bytes32, weights: Weights, blockSize: Int,
-                                        position: Int, dealt: ArmCounts) -> Arm? {
+    public static func permutedBlockArm(
+        allocSeed: Bytes32, weights: Weights, blockSize: Int,
+        position: Int, dealt: ArmCounts
+    ) -> Arm? {
         guard weights.total > 0, blockSize > 0, blockSize <= Uniform.maxN, blockSize % weights.total == 0,
-              position >= 0, position < blockSize else { return nil }
+            position >= 0, position < blockSize
+        else { return nil }
         let m = blockSize / weights.total
         var remaining = 0
         for arm in Arm.allCases {
@@ -58,8 +63,10 @@ public enum Allocator {
     }
 
     /// The next allocation of a stratum, and the state after it.
-    public static func next(state: StratumState, seed: Bytes32, trialID: String, stratum: String,
-                            weights: Weights, method: AllocationMethod, multipliers: [Int]) -> (AllocationDraw, StratumState) {
+    public static func next(
+        state: StratumState, seed: Bytes32, trialID: String, stratum: String,
+        weights: Weights, method: AllocationMethod, multipliers: [Int]
+    ) -> (AllocationDraw, StratumState) {
         let i = state.nextIndex
         let a = Derivation.allocationSeed(seed: seed, trialID: trialID, stratum: stratum, index: i)
         var s = state
@@ -70,7 +77,8 @@ public enum Allocator {
             return (AllocationDraw(stratum: stratum, index: i, arm: arm, allocSeed: a), s)
         case .permutedBlock:
             let next = state.nextSlot
-            let size = next.opensBlock
+            let size =
+                next.opensBlock
                 ? blockSize(seed: seed, trialID: trialID, stratum: stratum, block: next.block, weights: weights, multipliers: multipliers)
                 : state.blockSize
             let dealt = next.opensBlock ? ArmCounts() : state.dealt
@@ -96,8 +104,10 @@ public struct PendingReferral: Sendable, Equatable {
 /// Which pending referrals a capacity run selects (ALLOCATION.md §4, "Gatekeeper lottery").
 public enum GatekeeperSelection {
     /// Returns the selected ids; lottery keys are given for the `lottery` rule.
-    public static func select(_ pending: [PendingReferral], capacity: Int, rule: GatekeeperRule,
-                              lotteryKey: (String) -> Bytes32) -> (selected: Set<String>, keys: [String: Bytes32]) {
+    public static func select(
+        _ pending: [PendingReferral], capacity: Int, rule: GatekeeperRule,
+        lotteryKey: (String) -> Bytes32
+    ) -> (selected: Set<String>, keys: [String: Bytes32]) {
         switch rule {
         case .fifo:
             let order = pending.sorted { ($0.referralDate, $0.referredSeq) < ($1.referralDate, $1.referredSeq) }

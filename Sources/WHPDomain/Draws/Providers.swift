@@ -98,8 +98,10 @@ public enum ProviderDraw {
 
     /// The provider at a block position, given those dealt before it; nil when
     /// the facts cannot come from the shares (a crafted log), never a trap.
-    public static func permutedBlock(seed: Bytes32, shares: ProviderShares, blockSize: Int, position: Int,
-                                     dealt: [String: Int]) -> String? {
+    public static func permutedBlock(
+        seed: Bytes32, shares: ProviderShares, blockSize: Int, position: Int,
+        dealt: [String: Int]
+    ) -> String? {
         let urn = shares.drawable
         let w = urn.reduce(0) { $0 + $1.share }
         guard w > 0, blockSize > 0, blockSize <= Uniform.maxN, blockSize % w == 0, position >= 0, position < blockSize else { return nil }
@@ -111,7 +113,8 @@ public enum ProviderDraw {
             remaining.append(r)
         }
         guard remaining.reduce(0, +) == blockSize - position,
-              var t = Uniform.draw(seed, UInt64(blockSize - position)) else { return nil }
+            var t = Uniform.draw(seed, UInt64(blockSize - position))
+        else { return nil }
         for (p, r) in zip(urn, remaining) {
             if t < UInt64(r) { return p.id }
             t -= UInt64(r)
@@ -138,8 +141,10 @@ public enum ProviderDraw {
     }
 
     /// The next provider draw of π under `shares`, from the seed (the service).
-    public static func next(state: ProviderStratumState, seed: Bytes32, trialID: String, stratum: String,
-                            shares: ProviderShares, method: AllocationMethod, multipliers: [Int]) -> ProviderAllocation? {
+    public static func next(
+        state: ProviderStratumState, seed: Bytes32, trialID: String, stratum: String,
+        shares: ProviderShares, method: AllocationMethod, multipliers: [Int]
+    ) -> ProviderAllocation? {
         let j = state.nextIndex
         let p = Derivation.providerSeed(seed: seed, trialID: trialID, providerStratum: stratum, index: j)
         switch method {
@@ -156,10 +161,14 @@ public enum ProviderDraw {
             } else {
                 size = state.blockSize
             }
-            guard let id = permutedBlock(seed: p, shares: shares, blockSize: size, position: slot.position,
-                                         dealt: slot.opensBlock ? [:] : state.dealt) else { return nil }
-            return ProviderAllocation(provider: id, stratum: stratum, index: j, seed: p, shares: shares.text,
-                                      slot: BlockSlot(block: slot.block, size: size, position: slot.position))
+            guard
+                let id = permutedBlock(
+                    seed: p, shares: shares, blockSize: size, position: slot.position,
+                    dealt: slot.opensBlock ? [:] : state.dealt)
+            else { return nil }
+            return ProviderAllocation(
+                provider: id, stratum: stratum, index: j, seed: p, shares: shares.text,
+                slot: BlockSlot(block: slot.block, size: size, position: slot.position))
         }
     }
 }

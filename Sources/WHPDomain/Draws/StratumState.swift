@@ -7,8 +7,20 @@ public struct ArmCounts: Sendable, Equatable, ExpressibleByDictionaryLiteral {
         for (arm, n) in elements { self[arm] += n }
     }
     public subscript(arm: Arm) -> Int {
-        get { switch arm { case .whp: whp; case .psc: psc; case .rcg: rcg } }
-        set { switch arm { case .whp: whp = newValue; case .psc: psc = newValue; case .rcg: rcg = newValue } }
+        get {
+            switch arm {
+            case .whp: whp;
+            case .psc: psc;
+            case .rcg: rcg
+            }
+        }
+        set {
+            switch arm {
+            case .whp: whp = newValue;
+            case .psc: psc = newValue;
+            case .rcg: rcg = newValue
+            }
+        }
     }
 }
 

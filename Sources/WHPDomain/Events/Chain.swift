@@ -49,7 +49,8 @@ public enum Chain {
     /// `trial_started` carrying `trial_id` and a hex `commitment`.
     public static func genesis(of event: Event) -> Bytes32? {
         guard event.eventType == .trialStarted, let trialID = event.payload["trial_id"],
-              let commitment = event.payload["commitment"].flatMap(Bytes32.init(hex:)) else { return nil }
+            let commitment = event.payload["commitment"].flatMap(Bytes32.init(hex:))
+        else { return nil }
         return Derivation.genesis(trialID: trialID, commitment: commitment)
     }
 
@@ -69,4 +70,3 @@ public struct ChainHead: Sendable, Equatable {
         self.seq = seq; self.hash = hash; self.recordedAt = recordedAt
     }
 }
-

@@ -219,26 +219,31 @@ extension TrialEvent {
             }
             let stratify = try r.text(.stratifyByGroup)
             guard stratify == "true" || stratify == "false" else { throw PayloadError(.stratifyByGroup, "not true or false") }
-            return .trialStarted(TrialStarted(
-                algorithm: try r.text(.algorithm), trialID: try r.text(.trialID), commitment: try r.bytes32(.commitment),
-                configHash: try r.bytes32(.configHash), method: try r.value(.method, as: AllocationMethod.self),
-                blockMultipliers: multipliers, stratifyByGroup: stratify == "true",
-                frontlineRCG: try r.value(.frontlineRCG, as: FrontlineRCG.self), rules: rules,
-                pseudonymKeyCheck: try r.optionalBytes32(.pseudonymKeyCheck),
-                evaluationKeyCheck: try r.optionalBytes32(.evaluationKeyCheck), recordedAt: at))
+            return .trialStarted(
+                TrialStarted(
+                    algorithm: try r.text(.algorithm), trialID: try r.text(.trialID), commitment: try r.bytes32(.commitment),
+                    configHash: try r.bytes32(.configHash), method: try r.value(.method, as: AllocationMethod.self),
+                    blockMultipliers: multipliers, stratifyByGroup: stratify == "true",
+                    frontlineRCG: try r.value(.frontlineRCG, as: FrontlineRCG.self), rules: rules,
+                    pseudonymKeyCheck: try r.optionalBytes32(.pseudonymKeyCheck),
+                    evaluationKeyCheck: try r.optionalBytes32(.evaluationKeyCheck), recordedAt: at))
         case .referred:
-            return .referred(Referred(
-                referralID: try r.text(.referralID), claimant: try r.pseudonym(.claimant), district: try r.text(.district),
-                group: try r.text(.group), referralDate: try r.date(.referralDate), actor: try r.text(.actor), recordedAt: at))
+            return .referred(
+                Referred(
+                    referralID: try r.text(.referralID), claimant: try r.pseudonym(.claimant), district: try r.text(.district),
+                    group: try r.text(.group), referralDate: try r.date(.referralDate), actor: try r.text(.actor), recordedAt: at))
         case .cancelled:
-            return .cancelled(Cancelled(referralID: try r.text(.referralID), reason: try r.text(.reason),
-                                        actor: try r.text(.actor), recordedAt: at))
+            return .cancelled(
+                Cancelled(
+                    referralID: try r.text(.referralID), reason: try r.text(.reason),
+                    actor: try r.text(.actor), recordedAt: at))
         case .gatekeeperDecision:
-            return .gatekeeperDecision(GatekeeperDecision(
-                runID: try r.text(.runID), referralID: try r.text(.referralID), decision: try r.value(.decision, as: Decision.self),
-                gkDate: try r.date(.gkDate), rule: try r.value(.rule, as: RunRule.self),
-                lotteryKey: try r.optionalBytes32(.lotteryKey), capacity: try r.optionalDecimal(.capacity),
-                actor: try r.text(.actor), recordedAt: at))
+            return .gatekeeperDecision(
+                GatekeeperDecision(
+                    runID: try r.text(.runID), referralID: try r.text(.referralID), decision: try r.value(.decision, as: Decision.self),
+                    gkDate: try r.date(.gkDate), rule: try r.value(.rule, as: RunRule.self),
+                    lotteryKey: try r.optionalBytes32(.lotteryKey), capacity: try r.optionalDecimal(.capacity),
+                    actor: try r.text(.actor), recordedAt: at))
         case .allocated:
             var slot: BlockSlot?
             if source.has(.block) || source.has(.blockSize) || source.has(.position) {
@@ -248,42 +253,55 @@ extension TrialEvent {
             if source.has(.provider) {
                 var pslot: BlockSlot?
                 if source.has(.providerBlock) || source.has(.providerBlockSize) || source.has(.providerPosition) {
-                    pslot = BlockSlot(block: try r.decimal(.providerBlock), size: try r.decimal(.providerBlockSize),
-                                      position: try r.decimal(.providerPosition))
+                    pslot = BlockSlot(
+                        block: try r.decimal(.providerBlock), size: try r.decimal(.providerBlockSize),
+                        position: try r.decimal(.providerPosition))
                 }
                 provider = ProviderAllocation(
                     provider: try r.text(.provider), stratum: try r.text(.providerStratum), index: try r.decimal(.providerIndex),
                     seed: try r.bytes32(.providerSeed), shares: try r.text(.providerShares), slot: pslot)
             }
-            return .allocated(Allocated(
-                referralID: try r.text(.referralID), claimant: try r.pseudonym(.claimant), district: try r.text(.district),
-                group: try r.text(.group), stratum: try r.text(.stratum), index: try r.decimal(.index),
-                arm: try r.value(.arm, as: Arm.self), allocSeed: try r.bytes32(.allocSeed), gkDate: try r.date(.gkDate),
-                runID: try r.text(.runID), slot: slot, provider: provider, recordedAt: at))
+            return .allocated(
+                Allocated(
+                    referralID: try r.text(.referralID), claimant: try r.pseudonym(.claimant), district: try r.text(.district),
+                    group: try r.text(.group), stratum: try r.text(.stratum), index: try r.decimal(.index),
+                    arm: try r.value(.arm, as: Arm.self), allocSeed: try r.bytes32(.allocSeed), gkDate: try r.date(.gkDate),
+                    runID: try r.text(.runID), slot: slot, provider: provider, recordedAt: at))
         case .disclosed:
-            return .disclosed(Disclosed(referralID: try r.text(.referralID), reason: try r.text(.reason),
-                                        actor: try r.text(.actor), recordedAt: at))
+            return .disclosed(
+                Disclosed(
+                    referralID: try r.text(.referralID), reason: try r.text(.reason),
+                    actor: try r.text(.actor), recordedAt: at))
         case .optedOut:
-            return .optedOut(OptedOut(claimant: try r.pseudonym(.claimant), date: try r.date(.date),
-                                      actor: try r.text(.actor), recordedAt: at))
+            return .optedOut(
+                OptedOut(
+                    claimant: try r.pseudonym(.claimant), date: try r.date(.date),
+                    actor: try r.text(.actor), recordedAt: at))
         case .flaggedInError:
-            return .flaggedInError(FlaggedInError(
-                referralID: try r.text(.referralID), reason: try r.value(.reason, as: FlagReason.self),
-                correctedGroup: r.optionalText(.correctedGroup), actor: try r.text(.actor), recordedAt: at))
+            return .flaggedInError(
+                FlaggedInError(
+                    referralID: try r.text(.referralID), reason: try r.value(.reason, as: FlagReason.self),
+                    correctedGroup: r.optionalText(.correctedGroup), actor: try r.text(.actor), recordedAt: at))
         case .exportMade:
-            return .exportMade(ExportMade(manifestSHA256: try r.bytes32(.manifestSHA256), rows: try r.decimal(.rows),
-                                          removedOptedOut: try r.decimal(.removedOptedOut), recordedAt: at))
+            return .exportMade(
+                ExportMade(
+                    manifestSHA256: try r.bytes32(.manifestSHA256), rows: try r.decimal(.rows),
+                    removedOptedOut: try r.decimal(.removedOptedOut), recordedAt: at))
         case .claimantLinked:
-            return .claimantLinked(ClaimantLinked(claimant: try r.pseudonym(.claimant), alias: try r.pseudonym(.alias),
-                                                  actor: try r.text(.actor), recordedAt: at))
+            return .claimantLinked(
+                ClaimantLinked(
+                    claimant: try r.pseudonym(.claimant), alias: try r.pseudonym(.alias),
+                    actor: try r.text(.actor), recordedAt: at))
         case .followedUp:
-            return .followedUp(FollowedUp(
-                referralID: try r.text(.referralID), step: try r.value(.step, as: FollowUpStep.self), date: try r.date(.date),
-                reason: r.optionalText(.reason), actor: try r.text(.actor), recordedAt: at))
+            return .followedUp(
+                FollowedUp(
+                    referralID: try r.text(.referralID), step: try r.value(.step, as: FollowUpStep.self), date: try r.date(.date),
+                    reason: r.optionalText(.reason), actor: try r.text(.actor), recordedAt: at))
         case .sharesSet:
-            return .sharesSet(SharesSet(
-                district: try r.text(.district), arm: try r.value(.arm, as: Arm.self), effective: try r.date(.effective),
-                shares: try r.text(.shares), actor: try r.text(.actor), recordedAt: at))
+            return .sharesSet(
+                SharesSet(
+                    district: try r.text(.district), arm: try r.value(.arm, as: Arm.self), effective: try r.date(.effective),
+                    shares: try r.text(.shares), actor: try r.text(.actor), recordedAt: at))
         }
     }
 

@@ -94,9 +94,11 @@ public struct TrialStarted: Sendable, Equatable {
     public var evaluationKeyCheck: Bytes32?
     public var recordedAt: Instant
 
-    public init(algorithm: String = "whp/v1", trialID: String, commitment: Bytes32, configHash: Bytes32,
-                method: AllocationMethod, blockMultipliers: [Int], stratifyByGroup: Bool, frontlineRCG: FrontlineRCG,
-                rules: RulesVersion, pseudonymKeyCheck: Bytes32?, evaluationKeyCheck: Bytes32?, recordedAt: Instant) {
+    public init(
+        algorithm: String = "whp/v1", trialID: String, commitment: Bytes32, configHash: Bytes32,
+        method: AllocationMethod, blockMultipliers: [Int], stratifyByGroup: Bool, frontlineRCG: FrontlineRCG,
+        rules: RulesVersion, pseudonymKeyCheck: Bytes32?, evaluationKeyCheck: Bytes32?, recordedAt: Instant
+    ) {
         self.algorithm = algorithm; self.trialID = trialID; self.commitment = commitment; self.configHash = configHash
         self.method = method; self.blockMultipliers = blockMultipliers; self.stratifyByGroup = stratifyByGroup
         self.frontlineRCG = frontlineRCG; self.rules = rules; self.pseudonymKeyCheck = pseudonymKeyCheck
@@ -114,8 +116,10 @@ public struct Referred: Sendable, Equatable {
     public var referralDate: CivilDate
     public var actor: String
     public var recordedAt: Instant
-    public init(referralID: String, claimant: Pseudonym, district: String, group: String, referralDate: CivilDate,
-                actor: String, recordedAt: Instant) {
+    public init(
+        referralID: String, claimant: Pseudonym, district: String, group: String, referralDate: CivilDate,
+        actor: String, recordedAt: Instant
+    ) {
         self.referralID = referralID; self.claimant = claimant; self.district = district; self.group = group
         self.referralDate = referralDate; self.actor = actor; self.recordedAt = recordedAt
     }
@@ -158,8 +162,10 @@ public struct GatekeeperDecision: Sendable, Equatable {
     public var capacity: Int?
     public var actor: String
     public var recordedAt: Instant
-    public init(runID: String, referralID: String, decision: Decision, gkDate: CivilDate, rule: RunRule,
-                lotteryKey: Bytes32?, capacity: Int?, actor: String, recordedAt: Instant) {
+    public init(
+        runID: String, referralID: String, decision: Decision, gkDate: CivilDate, rule: RunRule,
+        lotteryKey: Bytes32?, capacity: Int?, actor: String, recordedAt: Instant
+    ) {
         self.runID = runID; self.referralID = referralID; self.decision = decision; self.gkDate = gkDate
         self.rule = rule; self.lotteryKey = lotteryKey; self.capacity = capacity; self.actor = actor
         self.recordedAt = recordedAt
@@ -204,9 +210,11 @@ public struct Allocated: Sendable, Equatable {
     public var slot: BlockSlot?
     public var provider: ProviderAllocation?
     public var recordedAt: Instant
-    public init(referralID: String, claimant: Pseudonym, district: String, group: String, stratum: String, index: Int,
-                arm: Arm, allocSeed: Bytes32, gkDate: CivilDate, runID: String, slot: BlockSlot?,
-                provider: ProviderAllocation?, recordedAt: Instant) {
+    public init(
+        referralID: String, claimant: Pseudonym, district: String, group: String, stratum: String, index: Int,
+        arm: Arm, allocSeed: Bytes32, gkDate: CivilDate, runID: String, slot: BlockSlot?,
+        provider: ProviderAllocation?, recordedAt: Instant
+    ) {
         self.referralID = referralID; self.claimant = claimant; self.district = district; self.group = group
         self.stratum = stratum; self.index = index; self.arm = arm; self.allocSeed = allocSeed; self.gkDate = gkDate
         self.runID = runID; self.slot = slot; self.provider = provider; self.recordedAt = recordedAt

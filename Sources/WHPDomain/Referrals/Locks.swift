@@ -1,26 +1,6 @@
 import WHPCrypto
 import WHPCrypto
 
-/// Where a referral stands. The true status; views decide what each audience sees.
-public enum ReferralStatus: Sendable, Equatable, Hashable {
-    case awaitingGatekeeper
-    case cancelled
-    case notSelected
-    case allocated(Arm)
-
-    /// The wire name of the true status (PROTOCOL.md §4, `disclose`).
-    public var wireName: String {
-        switch self {
-        case .awaitingGatekeeper: "awaiting_gatekeeper"
-        case .cancelled: "cancelled"
-        case .notSelected: "not_selected"
-        case .allocated(.whp): "allocated_whp"
-        case .allocated(.psc): "allocated_psc"
-        case .allocated(.rcg): "allocated_rcg"
-        }
-    }
-}
-
 /// What the lock rules and views read of one referral of a person.
 public struct ReferralOutcome: Sendable, Equatable {
     public var status: ReferralStatus
@@ -60,8 +40,10 @@ public enum Locks {
 
     /// Eligibility on `date` given every referral of the claimant. Flags and
     /// opt-outs change nothing here: a flagged or opted-out claimant keeps the lock.
-    public static func eligibility(history: [ReferralOutcome], on date: CivilDate,
-                                   lengths: LockLengths, policy: FrontlineRCG) -> Eligibility {
+    public static func eligibility(
+        history: [ReferralOutcome], on date: CivilDate,
+        lengths: LockLengths, policy: FrontlineRCG
+    ) -> Eligibility {
         let pending = history.contains { $0.status == .awaitingGatekeeper }
         var latest: CivilDate?
         var latestShown = false

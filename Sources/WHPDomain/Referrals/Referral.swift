@@ -1,5 +1,25 @@
 import WHPCrypto
 
+/// Where a referral stands. The true status; views decide what each audience sees.
+public enum ReferralStatus: Sendable, Equatable, Hashable {
+    case awaitingGatekeeper
+    case cancelled
+    case notSelected
+    case allocated(Arm)
+
+    /// The wire name of the true status (PROTOCOL.md §4, `disclose`).
+    public var wireName: String {
+        switch self {
+        case .awaitingGatekeeper: "awaiting_gatekeeper"
+        case .cancelled: "cancelled"
+        case .notSelected: "not_selected"
+        case .allocated(.whp): "allocated_whp"
+        case .allocated(.psc): "allocated_psc"
+        case .allocated(.rcg): "allocated_rcg"
+        }
+    }
+}
+
 /// Where a referral stands in its life. This is the one mapping between the
 /// states, their stored names and the true status, and `after(_:)` is the
 /// one table of which event moves a referral from which state. The engine
@@ -13,30 +33,16 @@ public enum ReferralState: Sendable, Equatable, Hashable {
     case cancelled
     case allocated(Arm)
 
-    /// The name the store keeps.
-    public var storedName: String {
-        switch self {
-        case .awaitingGatekeeper: "awaiting_gatekeeper"
-        case .selected: "selected"
-        case .notSelected: "not_selected"
-        case .cancelled: "cancelled"
-        case .allocated(.whp): "allocated_whp"
-        case .allocated(.psc): "allocated_psc"
-        case .allocated(.rcg): "allocated_rcg"
-        }
-    }
+    /// Every state, for the reverse mapping.
+    public static let all: [ReferralState] = [.awaitingGatekeeper, .selected, .notSelected, .cancelled] + Arm.allCases.map { .allocated($0) }
+
+    /// The name the store keeps: the true status's wire name, and `selected`
+    /// for the moment between a selection and its allocation.
+    public var storedName: String { self == .selected ? "selected" : status.wireName }
 
     public init?(storedName: String) {
-        switch storedName {
-        case "awaiting_gatekeeper": self = .awaitingGatekeeper
-        case "selected": self = .selected
-        case "not_selected": self = .notSelected
-        case "cancelled": self = .cancelled
-        case "allocated_whp": self = .allocated(.whp)
-        case "allocated_psc": self = .allocated(.psc)
-        case "allocated_rcg": self = .allocated(.rcg)
-        default: return nil
-        }
+        guard let s = ReferralState.all.first(where: { $0.storedName == storedName }) else { return nil }
+        self = s
     }
 
     /// The true status (PROTOCOL.md §4): a selected referral still awaits its allocation.
@@ -118,11 +124,13 @@ public struct Referral: Sendable, Equatable {
     public var provider: String?
     public var disclosed: Bool
 
-    public init(referralID: String, referredSeq: Int, claimant: Pseudonym, person: Pseudonym, district: String, group: String,
-                referralDate: CivilDate, state: ReferralState = .initial, cancelReason: String? = nil, runID: String? = nil,
-                gkDate: CivilDate? = nil, decidedOn: CivilDate? = nil, rule: RunRule? = nil, stratum: String? = nil,
-                allocIndex: Int? = nil, flag: FlagReason? = nil, correctedGroup: String? = nil, provider: String? = nil,
-                disclosed: Bool = false) {
+    public init(
+        referralID: String, referredSeq: Int, claimant: Pseudonym, person: Pseudonym, district: String, group: String,
+        referralDate: CivilDate, state: ReferralState = .initial, cancelReason: String? = nil, runID: String? = nil,
+        gkDate: CivilDate? = nil, decidedOn: CivilDate? = nil, rule: RunRule? = nil, stratum: String? = nil,
+        allocIndex: Int? = nil, flag: FlagReason? = nil, correctedGroup: String? = nil, provider: String? = nil,
+        disclosed: Bool = false
+    ) {
         self.referralID = referralID; self.referredSeq = referredSeq; self.claimant = claimant; self.person = person
         self.district = district; self.group = group; self.referralDate = referralDate; self.state = state
         self.cancelReason = cancelReason; self.runID = runID; self.gkDate = gkDate; self.decidedOn = decidedOn

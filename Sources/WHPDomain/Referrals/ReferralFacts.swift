@@ -14,8 +14,10 @@ public struct ReferralFacts: Sendable {
     public var claimantReferralNumber: Int
     public var optedOut: Bool
 
-    public init(claimant: Pseudonym, district: String, group: String, referralDate: CivilDate, status: ReferralStatus,
-                gkDate: CivilDate?, rule: String?, flag: String?, claimantReferralNumber: Int, optedOut: Bool) {
+    public init(
+        claimant: Pseudonym, district: String, group: String, referralDate: CivilDate, status: ReferralStatus,
+        gkDate: CivilDate?, rule: String?, flag: String?, claimantReferralNumber: Int, optedOut: Bool
+    ) {
         self.claimant = claimant; self.district = district; self.group = group; self.referralDate = referralDate
         self.status = status; self.gkDate = gkDate; self.rule = rule; self.flag = flag
         self.claimantReferralNumber = claimantReferralNumber; self.optedOut = optedOut
@@ -32,4 +34,3 @@ public struct AllocatedReferral: Sendable, Equatable {
         self.district = district; self.group = group; self.referralDate = referralDate; self.arm = arm
     }
 }
-

@@ -23,41 +23,58 @@ public enum Views {
         return template.split(separator: "{name}", omittingEmptySubsequences: false).joined(separator: name)
     }
 
-    public static func workCoach(_ outcome: ReferralOutcome, lengths: LockLengths,
-                                 policy: FrontlineRCG, name: String?) -> WorkCoachView {
+    public static func workCoach(
+        _ outcome: ReferralOutcome, lengths: LockLengths,
+        policy: FrontlineRCG, name: String?
+    ) -> WorkCoachView {
         let dateText = outcome.gkDate?.longText ?? ""
         let fromText = Locks.fromDate(of: outcome, lengths: lengths)?.longText ?? ""
         let refer = "Please refer {name} to the provider through the appropriate referral system (LMS / WSP / DPT)"
         let (status, summary, text, next): (String, String, String, String)
         switch (outcome.status, policy) {
         case (.awaitingGatekeeper, _):
-            (status, summary, text, next) = ("awaiting_gatekeeper", "Awaiting gatekeeper",
-                "{name} is awaiting the district gatekeeper", "Check again after the gatekeeper has acted")
+            (status, summary, text, next) = (
+                outcome.status.wireName, "Awaiting gatekeeper",
+                "{name} is awaiting the district gatekeeper", "Check again after the gatekeeper has acted"
+            )
         case (.cancelled, _):
-            (status, summary, text, next) = ("cancelled", "Referral cancelled",
-                "The referral for {name} was cancelled", "A new referral can be made for {name}")
+            (status, summary, text, next) = (
+                outcome.status.wireName, "Referral cancelled",
+                "The referral for {name} was cancelled", "A new referral can be made for {name}"
+            )
         case (.notSelected, .hidden), (.allocated(.rcg), .hidden):
-            (status, summary, text, next) = ("not_allocated", "Not allocated a place (on \(dateText))",
+            (status, summary, text, next) = (
+                "not_allocated", "Not allocated a place (on \(dateText))",
                 "{name} was not allocated a place on the Work and Health Programme",
-                "Please continue to provide Work Coach support for {name}")
+                "Please continue to provide Work Coach support for {name}"
+            )
         case (.notSelected, .dcams):
-            (status, summary, text, next) = ("not_selected", "Not selected (on \(dateText))",
+            (status, summary, text, next) = (
+                outcome.status.wireName, "Not selected (on \(dateText))",
                 "{name} was not selected by the district gatekeeper for allocation to the Work and Health Programme",
-                "A new referral can be made for {name} from \(fromText)")
+                "A new referral can be made for {name} from \(fromText)"
+            )
         case (.allocated(.whp), _):
-            (status, summary, text, next) = ("allocated_whp", "Allocated to the WHP on \(dateText)",
-                "{name} was allocated to the Work and Health Programme", refer)
+            (status, summary, text, next) = (
+                outcome.status.wireName, "Allocated to the WHP on \(dateText)",
+                "{name} was allocated to the Work and Health Programme", refer
+            )
         case (.allocated(.psc), _):
-            (status, summary, text, next) = ("allocated_psc", "Allocated to the PSC on \(dateText)",
-                "{name} was allocated a place with the Public Sector Comparator", refer)
+            (status, summary, text, next) = (
+                outcome.status.wireName, "Allocated to the PSC on \(dateText)",
+                "{name} was allocated a place with the Public Sector Comparator", refer
+            )
         case (.allocated(.rcg), .dcams):
-            (status, summary, text, next) = ("allocated_rcg", "Allocated to the RCG on \(dateText)",
+            (status, summary, text, next) = (
+                outcome.status.wireName, "Allocated to the RCG on \(dateText)",
                 "{name} was allocated a place in the Random Control Group",
-                "Please continue to provide Work Coach support for {name}. A new referral can be made for {name} from \(fromText)")
+                "Please continue to provide Work Coach support for {name}. A new referral can be made for {name} from \(fromText)"
+            )
         }
         let shownDate: CivilDate? = (outcome.status == .awaitingGatekeeper || outcome.status == .cancelled) ? nil : outcome.gkDate
-        return WorkCoachView(status: status, date: shownDate, summary: fill(summary, name: name),
-                             outcomeText: fill(text, name: name), nextSteps: fill(next, name: name))
+        return WorkCoachView(
+            status: status, date: shownDate, summary: fill(summary, name: name),
+            outcomeText: fill(text, name: name), nextSteps: fill(next, name: name))
     }
 
     /// The claimant's own view: the same under both policies, RCG never shown.

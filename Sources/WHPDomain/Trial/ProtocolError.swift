@@ -1,4 +1,3 @@
-
 /// An error answer of the wire protocol. Each code is exactly one of
 /// PROTOCOL.md §2's codes; tests match on `code`, people read `message`.
 public struct ProtocolError: Error, Sendable, Equatable {

@@ -30,7 +30,11 @@ public struct Weights: Sendable, Equatable {
     public var whp: Int, psc: Int, rcg: Int
     public init(whp: Int = 0, psc: Int = 0, rcg: Int = 0) { self.whp = whp; self.psc = psc; self.rcg = rcg }
     public subscript(arm: Arm) -> Int {
-        switch arm { case .whp: whp; case .psc: psc; case .rcg: rcg }
+        switch arm {
+        case .whp: whp;
+        case .psc: psc;
+        case .rcg: rcg
+        }
     }
     /// `W`.
     public var total: Int { whp + psc + rcg }
@@ -58,9 +62,11 @@ public struct TrialConfig: Sendable, Equatable {
     public var locks: LockLengths
     public var districts: [District]
 
-    public init(trialID: String, method: AllocationMethod = .permutedBlock, blockMultipliers: [Int] = [1, 2],
-                stratifyByGroup: Bool = false, frontlineRCG: FrontlineRCG = .hidden, groups: [String],
-                locks: LockLengths = LockLengths(), districts: [District]) {
+    public init(
+        trialID: String, method: AllocationMethod = .permutedBlock, blockMultipliers: [Int] = [1, 2],
+        stratifyByGroup: Bool = false, frontlineRCG: FrontlineRCG = .hidden, groups: [String],
+        locks: LockLengths = LockLengths(), districts: [District]
+    ) {
         self.trialID = trialID; self.method = method; self.blockMultipliers = blockMultipliers
         self.stratifyByGroup = stratifyByGroup; self.frontlineRCG = frontlineRCG; self.groups = groups
         self.locks = locks; self.districts = districts
@@ -117,12 +123,15 @@ extension TrialConfig {
 
 extension TrialConfig {
     /// The `trial_started` event of a trial started with this config.
-    public func trialStarted(commitment: Bytes32, configHash: Bytes32, rules: RulesVersion = .current,
-                             pseudonymKeyCheck: Bytes32? = nil, evaluationKeyCheck: Bytes32? = nil,
-                             recordedAt: Instant) -> TrialStarted {
-        TrialStarted(trialID: trialID, commitment: commitment, configHash: configHash, method: method,
-                     blockMultipliers: blockMultipliers, stratifyByGroup: stratifyByGroup, frontlineRCG: frontlineRCG,
-                     rules: rules, pseudonymKeyCheck: pseudonymKeyCheck, evaluationKeyCheck: evaluationKeyCheck,
-                     recordedAt: recordedAt)
+    public func trialStarted(
+        commitment: Bytes32, configHash: Bytes32, rules: RulesVersion = .current,
+        pseudonymKeyCheck: Bytes32? = nil, evaluationKeyCheck: Bytes32? = nil,
+        recordedAt: Instant
+    ) -> TrialStarted {
+        TrialStarted(
+            trialID: trialID, commitment: commitment, configHash: configHash, method: method,
+            blockMultipliers: blockMultipliers, stratifyByGroup: stratifyByGroup, frontlineRCG: frontlineRCG,
+            rules: rules, pseudonymKeyCheck: pseudonymKeyCheck, evaluationKeyCheck: evaluationKeyCheck,
+            recordedAt: recordedAt)
     }
 }

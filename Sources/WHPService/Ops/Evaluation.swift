@@ -19,8 +19,10 @@ extension Engine {
         if let flag = ref.flag {
             return flag == reason ? .ok(Self.flagged(rid, flag)) : .error(ProtocolError(.conflict, field: "reason"))
         }
-        let event = TrialEvent.flaggedInError(FlaggedInError(referralID: rid, reason: reason, correctedGroup: nil,
-                                                             actor: c.actor, recordedAt: c.at))
+        let event = TrialEvent.flaggedInError(
+            FlaggedInError(
+                referralID: rid, reason: reason, correctedGroup: nil,
+                actor: c.actor, recordedAt: c.at))
         guard ref.state.after(event) != nil else { return .error(ProtocolError(.wrongState, field: "referral_id")) }
         try tx.append(event)
         return .ok(Self.flagged(rid, reason))

@@ -13,15 +13,19 @@ extension Engine {
     }
 
     func runAnswer(_ runID: String, district: String, gkDate: CivilDate, _ decided: [(id: String, selected: Bool)]) -> JSONValue {
-        .object(["run_id": .string(runID), "district": .string(district), "gk_date": .string(gkDate.iso),
-                 "selected": .array(decided.filter(\.selected).map { .string($0.id) }),
-                 "not_selected": .array(decided.filter { !$0.selected }.map { .string($0.id) })])
+        .object([
+            "run_id": .string(runID), "district": .string(district), "gk_date": .string(gkDate.iso),
+            "selected": .array(decided.filter(\.selected).map { .string($0.id) }),
+            "not_selected": .array(decided.filter { !$0.selected }.map { .string($0.id) }),
+        ])
     }
 
     /// A gatekeeper run: decide, then allocate every selected referral, all in
     /// the caller's commit (PROTOCOL.md §3, "Gatekeeper runs").
-    func gatekeep(runID: String, district: String, gkDate: CivilDate, selection: GatekeeperSelectionInput,
-                  _ c: Context, _ tx: inout StoreTransaction) throws -> Answer {
+    func gatekeep(
+        runID: String, district: String, gkDate: CivilDate, selection: GatekeeperSelectionInput,
+        _ c: Context, _ tx: inout StoreTransaction
+    ) throws -> Answer {
         // Idempotency: the same run again gets its first answer.
         if let run = try tx.run(runID) {
             let decided = try tx.referrals(run: runID).map { (id: $0.referralID, selected: $0.state != .notSelected) }
@@ -29,11 +33,13 @@ extension Engine {
             switch selection {
             case .capacity(let cap): same = same && run.rule != .manual && run.capacity == cap
             case .decisions(let list):
-                same = same && run.rule == .manual
+                same =
+                    same && run.rule == .manual
                     && Set(list.map { "\($0.0)|\($0.1)" }) == Set(decided.map { "\($0.id)|\($0.selected)" })
             }
-            return same ? .ok(runAnswer(runID, district: district, gkDate: gkDate, decided))
-                        : .error(ProtocolError(.conflict, field: "run_id"))
+            return same
+                ? .ok(runAnswer(runID, district: district, gkDate: gkDate, decided))
+                : .error(ProtocolError(.conflict, field: "run_id"))
         }
         if let last = try tx.lastGatekeeperDate(district: district), gkDate < last {
             return .error(ProtocolError(.invalidField, field: "gk_date"))
@@ -68,9 +74,11 @@ extension Engine {
         }
 
         for (ref, selected, key) in decisions {
-            try tx.append(.gatekeeperDecision(GatekeeperDecision(
-                runID: runID, referralID: ref.referralID, decision: selected ? .selected : .notSelected, gkDate: gkDate,
-                rule: rule, lotteryKey: key, capacity: capacity, actor: c.actor, recordedAt: c.at)))
+            try tx.append(
+                .gatekeeperDecision(
+                    GatekeeperDecision(
+                        runID: runID, referralID: ref.referralID, decision: selected ? .selected : .notSelected, gkDate: gkDate,
+                        rule: rule, lotteryKey: key, capacity: capacity, actor: c.actor, recordedAt: c.at)))
         }
         for (ref, selected, _) in decisions where selected {
             try tx.append(.allocated(try allocation(of: ref, in: d, runID: runID, gkDate: gkDate, at: c.at, &tx)))
@@ -79,13 +87,17 @@ extension Engine {
     }
 
     /// The next draw of the referral's stratum (ALLOCATION.md §4).
-    func allocation(of ref: Referral, in d: District, runID: String, gkDate: CivilDate, at: Instant,
-                    _ tx: inout StoreTransaction) throws -> Allocated {
+    func allocation(
+        of ref: Referral, in d: District, runID: String, gkDate: CivilDate, at: Instant,
+        _ tx: inout StoreTransaction
+    ) throws -> Allocated {
         let stratum = config.stratum(district: d.id, group: ref.group)
-        let (draw, _) = Allocator.next(state: try tx.stratum(stratum), seed: keys.seed, trialID: config.trialID, stratum: stratum,
-                                       weights: d.weights, method: config.method, multipliers: config.blockMultipliers)
-        return Allocated(referralID: ref.referralID, claimant: ref.claimant, district: d.id, group: ref.group, stratum: stratum,
-                         index: draw.index, arm: draw.arm, allocSeed: draw.allocSeed, gkDate: gkDate, runID: runID,
-                         slot: draw.slot, provider: nil, recordedAt: at)
+        let (draw, _) = Allocator.next(
+            state: try tx.stratum(stratum), seed: keys.seed, trialID: config.trialID, stratum: stratum,
+            weights: d.weights, method: config.method, multipliers: config.blockMultipliers)
+        return Allocated(
+            referralID: ref.referralID, claimant: ref.claimant, district: d.id, group: ref.group, stratum: stratum,
+            index: draw.index, arm: draw.arm, allocSeed: draw.allocSeed, gkDate: gkDate, runID: runID,
+            slot: draw.slot, provider: nil, recordedAt: at)
     }
 }

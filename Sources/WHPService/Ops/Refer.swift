@@ -4,22 +4,28 @@ import WHPStore
 
 extension Engine {
     /// `refer` (PROTOCOL.md §3): a new referral, if the person may be referred on its date.
-    func refer(_ rid: String, claimant id: ClaimantID, district: String, group: String, date: CivilDate,
-               _ c: Context, _ tx: inout StoreTransaction) throws -> Answer {
+    func refer(
+        _ rid: String, claimant id: ClaimantID, district: String, group: String, date: CivilDate,
+        _ c: Context, _ tx: inout StoreTransaction
+    ) throws -> Answer {
         let claimant = pseudonym(id)
         let person = try tx.person(of: claimant)
         let (existing, history) = try tx.referralAndHistory(rid, person: person)
         if let existing {
             // Idempotency compares the identifier as sent (RULES2 R6), not the person.
-            let same = existing.claimant == claimant && existing.district == district && existing.group == group
+            let same =
+                existing.claimant == claimant && existing.district == district && existing.group == group
                 && existing.referralDate == date
             return same ? .ok(Self.awaiting(rid)) : .error(ProtocolError(.conflict, field: "referral_id"))
         }
         let e = eligibility(of: history, on: date)
         if e.pending { return .error(ProtocolError(.duplicateReferral, field: "claimant")) }
         if !e.eligible { return .error(ProtocolError(.notEligible, field: "claimant")) }
-        try tx.append(.referred(Referred(referralID: rid, claimant: claimant, district: district, group: group,
-                                         referralDate: date, actor: c.actor, recordedAt: c.at)))
+        try tx.append(
+            .referred(
+                Referred(
+                    referralID: rid, claimant: claimant, district: district, group: group,
+                    referralDate: date, actor: c.actor, recordedAt: c.at)))
         return .ok(Self.awaiting(rid))
     }
 

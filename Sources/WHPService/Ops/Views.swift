@@ -46,8 +46,10 @@ extension Engine {
 
     /// `status`: the trial, and for some roles the log's length and head.
     func status(_ c: Context, _ tx: inout StoreTransaction) -> Answer {
-        var o: JSONObject = ["protocol": .int(1), "trial_id": .string(config.trialID),
-                             "frontline_rcg": .string(config.frontlineRCG.rawValue)]
+        var o: JSONObject = [
+            "protocol": .int(1), "trial_id": .string(config.trialID),
+            "frontline_rcg": .string(config.frontlineRCG.rawValue),
+        ]
         if c.role != .workCoach {
             o["events"] = .int(tx.head?.seq ?? 0)
             o["head"] = .string(tx.head?.hash.hex ?? "")
