@@ -112,7 +112,7 @@ let package = Package(
         .target(
             name: "WHPTestSupport",
             dependencies: [
-                "WHPApp", "WHPDomain", "WHPStore", "WHPPostgres", "WHPService",
+                "WHPApp", "WHPDomain", "WHPCrypto", "WHPJSON", "WHPStore", "WHPPostgres", "WHPService",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/Support"

@@ -42,6 +42,9 @@ public struct TrialPaths: Sendable {
 public func serviceClock(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> any ServiceClock {
     guard let text = environment["WHP_NOW"], !text.isEmpty else { return SystemClock() }
     guard let instant = Instant(text) else { throw AppFailure.io("WHP_NOW must be YYYY-MM-DDTHH:MM:SSZ, got \"\(text)\"") }
+    guard CalendarRange.contains(instant.date) else {
+        throw AppFailure.io("WHP_NOW must be from 1900-01-01 to 2999-12-31, got \(text) (RULES2 R9)")
+    }
     return FixedClock(instant)
 }
 
@@ -75,4 +78,23 @@ public func openStore(_ paths: TrialPaths, readonly: Bool = true) throws -> Stor
 /// Reads a key file; a key file that is not private or not a key is exit 1.
 public func readKey(_ path: String) throws -> Bytes32 {
     do { return try KeyFile.read(path) } catch { throw AppFailure.failed(error.description) }
+}
+
+/// RULES2 R4: a rules 2 trial records `HMAC(K, enc("whp/key-check/v1"))` of
+/// its pseudonym and evaluation keys; a key file that does not match is
+/// refused, naming the file and never its content. (A rules 1 trial has no
+/// check to compare.)
+public func checkKeyBinding(_ key: Bytes32, expected: Bytes32?, path: String) throws {
+    guard let expected else { return }
+    guard Derivation.keyCheck(key) == expected else {
+        throw AppFailure.failed(
+            "\(path) is not the key this trial was started with (its key check differs from trial_started's): restore the trial's own key file")
+    }
+}
+
+/// The published demo seed (`seeds/whp-demo.seed.hex`), built in so that
+/// `init` recognises it by value wherever a copy of it lies (RULES2 R5).
+public enum DemoSeed {
+    public static let trialID = "whp-demo"
+    public static let value = Bytes32(hex: "0b30557a9fc4e90e33587da2c7ec11365b80a5caef14395e83a8cdf2173c6186")!
 }

@@ -7,7 +7,7 @@ import WHPStore
 /// `whp audit-bundle`: all an auditor needs besides the seed.
 public enum AuditBundleWriter {
     /// Writes the bundle into `out`; returns the summary line.
-    public static func write(paths common: TrialPaths, seedsDir seeds: String, out: String) throws -> String {
+    public static func write(paths common: TrialPaths, out: String) throws -> String {
         let loaded = try loadConfig(common.config)
         let config = loaded.config, files = loaded.files
         let store = try openStore(common)
@@ -15,14 +15,17 @@ public enum AuditBundleWriter {
         if let existing = try? fm.contentsOfDirectory(atPath: out), !existing.isEmpty {
             throw AppFailure.io("\(out) is not empty; an audit bundle goes into a new folder")
         }
-        let commitmentPath = CommitmentFile.path(seedsDir: seeds, trialID: config.trialID)
-        let commitment: CommitmentFile
-        do { commitment = try CommitmentFile.read(commitmentPath) } catch { throw AppFailure.io(error.description) }
+        // RULES2 R10: the commitment file comes from the store's own
+        // trial_started (created = its recorded_at); no --seeds is needed.
+        guard let trial = try store.read({ try $0.trial() }), let started = try store.read({ try $0.trialStartedAt() }) else {
+            throw AppFailure.failed("the store holds no trial")
+        }
+        let commitment = CommitmentFile(trialID: trial.trialID, commitment: trial.commitment, configHash: trial.configHash, created: started.iso)
         do {
-            try fm.createDirectory(atPath: out + "/district-config", withIntermediateDirectories: true)
+            try makeDirectory(out + "/district-config")
             for f in files {
                 let path = out + "/district-config/" + f.path
-                try fm.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try makeDirectory((path as NSString).deletingLastPathComponent)
                 try writeDurably(path, f.bytes)
             }
             try writeDurably(CommitmentFile.path(seedsDir: out, trialID: config.trialID), Array(commitment.json.utf8))
@@ -50,7 +53,8 @@ public enum AuditBundleWriter {
     }
 }
 
+/// A new private file (mode 0600, RULES2 R13) to write through a handle.
 public func openForWriting(_ path: String) -> FileHandle? {
-    guard FileManager.default.createFile(atPath: path, contents: nil) else { return nil }
-    return FileHandle(forWritingAtPath: path)
+    guard let fd = try? openPrivately(path) else { return nil }
+    return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
 }

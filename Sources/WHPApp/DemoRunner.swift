@@ -1,6 +1,7 @@
 import Foundation
 import WHPCrypto
 import WHPDomain
+import WHPService
 import WHPStore
 
 /// `whp demo`: the embedded default end to end in a fresh folder.
@@ -24,7 +25,7 @@ public struct DemoRunner {
         }
         let common = TrialPaths(config: root + "/district-config", data: root + "/.whp")
         do {
-            try fm.createDirectory(atPath: common.keysDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try makeDirectory(common.keysDir)
             try fm.copyItem(atPath: config, toPath: common.config)
         } catch { throw AppFailure.io("cannot prepare \(root): \(error.localizedDescription)") }
 
@@ -35,10 +36,15 @@ public struct DemoRunner {
         guard let seed = Bytes32(hex: seedText) else { throw AppFailure.io("\(seeds)/whp-demo.seed.hex is not 64 hex digits") }
         try TrialSetup.createKey(common.seedPath, seed)
 
-        let clock = try serviceClock()
+        // The session is replayed under a clock that moves with its own dates
+        // (SessionSchedule), so it passes the recruitment window as it would
+        // have when it was lived. The trial starts an hour before its first line.
+        guard let text = try? String(contentsOfFile: session, encoding: .utf8) else { throw AppFailure.io("\(session): cannot read") }
+        let schedule = SessionSchedule.steps(text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init))
+        guard let first = schedule.first, let last = schedule.last else { throw AppFailure.io("\(session) holds no request") }
         say("whp demo in \(root)\n")
-        say("1. whp init (demo seed, shipped district-config)")
-        say(try TrialSetup.initialise(paths: common, seedsDir: root + "/seeds", importSeed: nil, now: clock.now()))
+        say("1. whp init (demo seed, shipped district-config), at \(Instant(seconds: first.at.seconds - 3_600).iso)")
+        say(try TrialSetup.initialise(paths: common, seedsDir: root + "/seeds", importSeed: nil, now: Instant(seconds: first.at.seconds - 3_600)))
         let published = try CommitmentFile.read(seeds + "/whp-demo.commitment.json")
         let ours = try CommitmentFile.read(root + "/seeds/whp-demo.commitment.json")
         guard published.commitment == ours.commitment, published.configHash == ours.configHash else {
@@ -46,11 +52,18 @@ public struct DemoRunner {
         }
         say("   matches the published commitment \(seeds)/whp-demo.commitment.json\n")
 
-        say("2. whp serve < \(session)")
+        say("2. whp serve < \(session), a day at a time (\(schedule.count) runs of whp serve, WHP_NOW from \(first.at.iso) to \(last.at.iso))")
         let responsesPath = root + "/responses.jsonl"
-        let status = try runServe(common: common, input: session, output: responsesPath)
-        guard status == 0 else { throw AppFailure.failed("whp serve exited \(status)") }
-        let responses = (try? String(contentsOfFile: responsesPath, encoding: .utf8))?.split(separator: "\n") ?? []
+        var responses: [Substring] = []
+        for (k, step) in schedule.enumerated() {
+            let input = root + "/session-\(k).jsonl", output = root + "/responses-\(k).jsonl"
+            do { try writeDurably(input, Array((step.lines.joined(separator: "\n") + "\n").utf8)) } catch { throw AppFailure.io(error.description) }
+            let status = try runServe(common: common, input: input, output: output, now: step.at)
+            guard status == 0 else { throw AppFailure.failed("whp serve exited \(status) at \(step.at.iso)") }
+            responses += (try? String(contentsOfFile: output, encoding: .utf8))?.split(separator: "\n") ?? []
+            unlink(input); unlink(output)
+        }
+        do { try writeDurably(responsesPath, Array((responses.joined(separator: "\n") + "\n").utf8)) } catch { throw AppFailure.io(error.description) }
         let failed = responses.filter { $0.contains("\"ok\":false") }.count
         say("   \(responses.count) responses (\(responses.count - failed) ok, \(failed) errors, as the session intends) in \(responsesPath)")
         let store = try openStore(common, readonly: false)
@@ -74,7 +87,7 @@ public struct DemoRunner {
             "   "
                 + (try EvaluationExport(
                     config: loaded.config, configHash: loaded.hash, key: key, format: .csv, precision: .month,
-                    out: root + "/export", progress: false, clock: clock
+                    out: root + "/export", progress: false, clock: FixedClock(Instant(seconds: last.at.seconds + 3_600))
                 ).run(store)))
         say("")
         say("5. whp report consort")
@@ -85,7 +98,7 @@ public struct DemoRunner {
     func say(_ s: String) { print(s) }
 
     /// Plays the session through a real `whp serve` process: the same door a DCAMS client uses.
-    func runServe(common: TrialPaths, input: String, output: String) throws -> Int32 {
+    func runServe(common: TrialPaths, input: String, output: String, now: Instant) throws -> Int32 {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         p.arguments = ["serve", "--config", common.config, "--data", common.data]
@@ -94,6 +107,7 @@ public struct DemoRunner {
         }
         var env = ProcessInfo.processInfo.environment
         if env["WHP_LOG"] == nil { env["WHP_LOG"] = "warning" }
+        env["WHP_NOW"] = now.iso
         p.environment = env
         p.standardInput = inHandle
         p.standardOutput = outHandle

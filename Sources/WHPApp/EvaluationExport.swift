@@ -34,7 +34,7 @@ public struct EvaluationExport {
         if let existing = try? fm.contentsOfDirectory(atPath: out), !existing.isEmpty {
             throw AppFailure.io("\(out) is not empty; an export goes into a new folder")
         }
-        do { try fm.createDirectory(atPath: out, withIntermediateDirectories: true) } catch { throw AppFailure.io("cannot create \(out)") }
+        do { try makeDirectory(out) } catch { throw AppFailure.io(error.description) }
         let dataName = format == .csv ? "allocations.csv" : "allocations.jsonl"
         return try store.write { tx in
             guard let head = tx.head else { throw AppFailure.failed("the store holds no trial") }
@@ -138,6 +138,7 @@ extension EvaluationExport {
             throw AppFailure.failed("district-config does not match the trial's config hash; export with the trial's own config")
         }
         let key = try readKey(paths.evaluationKeyPath)
+        try checkKeyBinding(key, expected: try store.read { try $0.trial() }?.evaluationKeyCheck, path: paths.evaluationKeyPath)
         return try EvaluationExport(
             config: loaded.config, configHash: loaded.hash, key: key, format: format, precision: precision,
             out: out, progress: progress, clock: clock

@@ -46,13 +46,20 @@ public enum ServeSetup {
                 "district-config hashes to \(configHash.hex) but the trial was started with \(trial.configHash); the config of a running trial never changes (restore it, or point --config at the trial's folder)"
             )
         }
+        if let problem = config.ruleViolations(trial.rules).first {
+            throw AppFailure.failed("invalid district-config for this rules \(trial.rules.rawValue) trial: \(common.config)/\(problem.description)")
+        }
+        do { try KeyFile.checkFolder(common.keysDir) } catch { throw AppFailure.failed(error.description) }
         let keys = ServiceKeys(seed: try readKey(common.seedPath), pseudonym: try readKey(common.pseudonymKeyPath))
         // serve never uses the evaluation key, but a key file others can read is a leak all the same.
         _ = try readKey(common.evaluationKeyPath)
         guard Derivation.commitment(trialID: trial.trialID, seed: keys.seed).hex == trial.commitment else {
             throw AppFailure.failed("\(common.seedPath) is not the seed this trial committed to")
         }
-        let engine = Engine(config: config, configHash: configHash, keys: keys, rules: trial.rules)
+        // RULES2 R4: another valid key would give every claimant a new pseudonym and lift every lock.
+        try checkKeyBinding(keys.pseudonym, expected: trial.pseudonymKeyCheck, path: common.pseudonymKeyPath)
+        let window = RecruitmentWindow(config.recruitment, startedOn: trial.startedOn)
+        let engine = Engine(config: config, configHash: configHash, keys: keys, rules: trial.rules, window: window)
         logger.info("serving trial \(trial.trialID) (\(config.frontlineRCG.rawValue) RCG policy)")
         logger.info("store: \(common.store)")
         return Service(engine: engine, store: store, clock: clock, logger: logger)

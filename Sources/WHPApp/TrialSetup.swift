@@ -9,6 +9,20 @@ public enum TrialSetup {
     public static func initialise(paths common: TrialPaths, seedsDir: String, importSeed: String?, now: Instant) throws -> String {
         let loaded = try loadConfig(common.config)
         let config = loaded.config, configHash = loaded.hash
+        // A new trial is a rules 2 trial (RULES2 R0): its config obeys rules 2's config rules (R3).
+        if let problem = config.ruleViolations(.current).first {
+            throw AppFailure.failed("invalid district-config: \(common.config)/\(problem.description)")
+        }
+        // RULES2 R5: the published demo seed is for the demo trial only.
+        if config.trialID != DemoSeed.trialID {
+            for path in [importSeed, KeyFile.exists(common.seedPath) ? common.seedPath : nil].compactMap({ $0 }) {
+                if (try? KeyFile.read(path, requirePrivate: false)) == DemoSeed.value {
+                    throw AppFailure.failed(
+                        "\(path) holds the published demo seed, which is public: it may start only the trial \(DemoSeed.trialID), not \(config.trialID); nothing was created"
+                    )
+                }
+            }
+        }
         let location = common.store
         // Refuse a store that already holds a trial before any key or commitment is written.
         var backend: (any StoreBackend)?
@@ -26,11 +40,8 @@ public enum TrialSetup {
                 throw AppFailure.failed("\(location) already holds a trial (\(head.seq) events); init runs once per store")
             }
         }
-        do {
-            try FileManager.default.createDirectory(
-                atPath: common.keysDir, withIntermediateDirectories: true,
-                attributes: [.posixPermissions: 0o700])
-        } catch { throw AppFailure.io("cannot create \(common.keysDir): \(error.localizedDescription)") }
+        do { try makeDirectory(common.keysDir) } catch { throw AppFailure.io(error.description) }
+        do { try KeyFile.checkFolder(common.keysDir) } catch { throw AppFailure.failed(error.description) }
 
         if let importSeed {
             let seed = try readKey(importSeed)
@@ -47,8 +58,8 @@ public enum TrialSetup {
             try createKey(path, key)
         }
         let seed = try readKey(common.seedPath)
-        _ = try readKey(common.pseudonymKeyPath)
-        _ = try readKey(common.evaluationKeyPath)
+        let pseudonymKey = try readKey(common.pseudonymKeyPath)
+        let evaluationKey = try readKey(common.evaluationKeyPath)
 
         let commitment = Derivation.commitment(trialID: config.trialID, seed: seed)
         let file = CommitmentFile(trialID: config.trialID, commitment: commitment.hex, configHash: configHash.hex, created: now.iso)
@@ -65,7 +76,8 @@ public enum TrialSetup {
                     TrialStarted(
                         trialID: config.trialID, commitment: commitment, configHash: configHash, method: config.method,
                         blockMultipliers: config.blockMultipliers, stratifyByGroup: config.stratifyByGroup, frontlineRCG: config.frontlineRCG,
-                        rules: .one, pseudonymKeyCheck: nil, evaluationKeyCheck: nil, recordedAt: now)))
+                        rules: .current, pseudonymKeyCheck: Derivation.keyCheck(pseudonymKey),
+                        evaluationKeyCheck: Derivation.keyCheck(evaluationKey), recordedAt: now)))
             return tx.head!
         }
         return """

@@ -71,6 +71,7 @@ extension AuditVerifier {
             fail(.draws, seq, "event \(seq): arm \(e.arm.rawValue) does not follow from alloc_seed and the block (expected \(derivedArm?.rawValue ?? "none"))")
         }
         count(.draws)
+        providerDraw(e, district: district, seq)
         s.apply(e)
         strata[e.stratum] = s
         refs[i].state = .allocated(e.arm)

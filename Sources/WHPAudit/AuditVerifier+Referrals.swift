@@ -9,7 +9,10 @@ extension AuditVerifier {
         }
         let existing = refIndex[e.referralID]
         if existing != nil { fail(.locks, seq, "event \(seq): referral \(e.referralID) was already referred") }
-        let history = (byClaimant[e.claimant] ?? []).map { refs[$0].outcome(rules) }
+        // Rules 2 only (R2): a rules 1 trial is judged as revision 1 judged it.
+        checkDates(referralDate: e.referralDate, recorded: e.recordedAt, seq)
+        // RULES2 R6: the person's referrals, by the links recorded before this one.
+        let history = self.history(of: person(of: e.claimant)).map { refs[$0].outcome(rules) }
         let eligibility = Locks.eligibility(history: history, on: e.referralDate, lengths: config.locks, policy: config.frontlineRCG)
         if !eligibility.eligible {
             fail(
@@ -19,6 +22,7 @@ extension AuditVerifier {
         }
         count(.locks)
         if config.district(e.district) == nil { fail(.psc, seq, "event \(seq): district \(e.district) is not in district-config") }
+        if !config.groups.contains(e.group) { fail(.locks, seq, "event \(seq): group \(e.group) is not in district-config") }
         let ref = Ref(claimant: e.claimant, district: e.district, group: e.group, date: e.referralDate, seq: seq)
         let i: Int
         if let existing {
@@ -45,6 +49,9 @@ extension AuditVerifier {
         guard let i = refIndex[e.referralID], refs[i].state.after(.flaggedInError(e)) != nil, !refs[i].flagged else {
             fail(.gatekeeper, seq, "event \(seq): flag on a referral that was not decided, or flagged twice"); return
         }
+        if let g = e.correctedGroup, e.reason != .wrongGroup || !config.groups.contains(g) {
+            fail(.gatekeeper, seq, "event \(seq): corrected_group \(g) without reason wrong_group, or not a configured group")
+        }
         refs[i].flagged = true
     }
 
@@ -52,6 +59,8 @@ extension AuditVerifier {
         guard CalendarRange.contains(e.gkDate) else {
             fail(.gatekeeper, seq, "event \(seq): gk_date \(e.gkDate.iso) is outside 1900–2999"); return
         }
+        checkDates(gkDate: e.gkDate, recorded: e.recordedAt, seq)
+        if e.rule == .manual && e.capacity != nil { fail(.gatekeeper, seq, "event \(seq): a manual decision with a capacity") }
         guard let i = refIndex[e.referralID], let next = refs[i].state.after(.gatekeeperDecision(e)) else {
             fail(.gatekeeper, seq, "event \(seq): decision on referral \(e.referralID), which was not awaiting the gatekeeper"); return
         }

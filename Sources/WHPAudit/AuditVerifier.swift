@@ -88,6 +88,21 @@ public struct AuditVerifier {
     var strata: [String: StratumState] = [:]
     var optedOut: Set<Pseudonym> = []
 
+    // RULES2 R6: links, alias → claimant, and each claimant's aliases.
+    var aliasOf: [Pseudonym: Pseudonym] = [:]
+    var aliasesOf: [Pseudonym: [Pseudonym]] = [:]
+    var linkPairs: Set<[Pseudonym]> = []
+    // RULES2 R14: the steps each referral has taken, in order, with their dates.
+    var steps: [Int: [(step: FollowUpStep, date: CivilDate)]] = [:]
+    // RULES2 R15: each provider stratum's blocks, and the share changes by district|arm.
+    var providerStrata: [String: ProviderStratumState] = [:]
+    var shareChanges: [String: [SharesInForce.Change]] = [:]
+    var sawProviderEvent = false
+    /// Whether a `trial_started` came first (well-formed or not).
+    var trialSeen = false
+    /// The recruitment window of a rules 2 trial, once its start is known.
+    var window: RecruitmentWindow?
+
     struct Run {
         var id: String, district: String, gkDate: CivilDate, rule: RunRule, capacity: Int?, firstSeq: Int
         var eligible: Set<Int>
@@ -214,7 +229,8 @@ public struct AuditVerifier {
     private mutating func malformed(_ type: EventType, _ seq: Int, _ error: PayloadError) {
         switch type {
         case .trialStarted:
-            if trial == nil && seq == 1 {
+            if !trialSeen && seq == 1 {
+                trialSeen = true
                 fail(.configHash, seq, "trial_started does not match district-config (\(error))")
             } else {
                 fail(.chain, seq, "a second trial_started at event \(seq)")
@@ -235,8 +251,10 @@ public struct AuditVerifier {
 
     private mutating func apply(_ event: TrialEvent, seq: Int) {
         if case .trialStarted(let e) = event {
-            if trial != nil || seq != 1 { fail(.chain, seq, "a second trial_started at event \(seq)"); return }
+            if trialSeen || seq != 1 { fail(.chain, seq, "a second trial_started at event \(seq)"); return }
             trial = e
+            trialSeen = true
+            if e.rules >= .two { window = RecruitmentWindow(config.recruitment, startedOn: e.recordedAt.date) }
             checkTrialStarted(e, seq)
             return
         }
@@ -248,10 +266,16 @@ public struct AuditVerifier {
         case .allocated(let e): allocation(e, seq)
         case .flaggedInError(let e): flagged(e, seq)
         case .optedOut(let e):
-            if !optedOut.insert(e.claimant).inserted { fail(.locks, seq, "event \(seq): claimant opted out twice") }
+            // RULES2 R6: a repeat is one for any identifier of the person.
+            let person = self.person(of: e.claimant)
+            if identifiers(of: person).contains(where: optedOut.contains) { fail(.locks, seq, "event \(seq): the person opted out twice") }
+            optedOut.insert(e.claimant)
         case .disclosed(let e):
             if refIndex[e.referralID] == nil { fail(.gatekeeper, seq, "event \(seq): disclosed an unknown referral") }
-        case .exportMade, .claimantLinked, .followedUp, .sharesSet:
+        case .claimantLinked(let e): linked(e, seq)
+        case .followedUp(let e): followedUp(e, seq)
+        case .sharesSet(let e): sharesSet(e, seq)
+        case .exportMade:
             break
         }
     }
@@ -268,6 +292,7 @@ public struct AuditVerifier {
         if e.rules >= .two && (e.pseudonymKeyCheck == nil || e.evaluationKeyCheck == nil) {
             fail(.configHash, seq, "a rules 2 trial_started lacks its key checks (RULES2 R4)")
         }
+        if let problem = config.ruleViolations(e.rules).first { fail(.configRules, seq, problem.description) }
         if let f = commitmentFile {
             if f.trialID != e.trialID || f.commitment != e.commitment.hex || f.configHash != e.configHash.hex {
                 fail(.commitmentFile, seq, "the commitment file does not match trial_started (trial_id, commitment or config_hash)")
@@ -283,8 +308,10 @@ public struct AuditVerifier {
 
     /// The checks a report holds for this trial: those that can apply (RULES2 R0).
     func reportedChecks() -> [Check] {
-        var names: [Check] = [.chain, .configHash, .draws, .gatekeeper, .locks, .psc, .recordedAt]
+        var names: [Check] = [.chain, .configHash, .draws, .gatekeeper, .locks, .psc, .recordedAt, .links, .followUp]
         if commitmentFile != nil { names.append(.commitmentFile) }
+        if rules >= .two { names += [.dates, .configRules] }
+        if config.hasProviders || sawProviderEvent { names.append(.providers) }
         if seed != nil { names += [.commitment, .derivedSeeds, .lottery] }
         return names
     }
@@ -292,7 +319,7 @@ public struct AuditVerifier {
     /// Closes the audit: the results of every check, in a fixed order.
     public mutating func finish(events: Int, head: String) -> AuditReport {
         closeRun()
-        if trial == nil { fail(.chain, 1, "the log has no trial_started event") }
+        if !trialSeen { fail(.chain, 1, "the log has no trial_started event") }
         let checks = reportedChecks().sorted().map { check -> CheckResult in
             if let f = failures[check] { return CheckResult(name: check.rawValue, ok: false, detail: f.detail, firstBadSeq: f.seq) }
             return CheckResult(name: check.rawValue, ok: true, detail: summary(check))

@@ -28,11 +28,14 @@ public struct Engine: Sendable {
     public let keys: ServiceKeys
     /// The revision of the contract the trial was started under (RULES2 R0).
     public let rules: RulesVersion
+    /// The recruitment window of a rules 2 trial (RULES2 R2); nil on rules 1.
+    public let window: RecruitmentWindow?
 
     let pseudonyms: Derivation.PseudonymKey
 
-    public init(config: TrialConfig, configHash: Bytes32, keys: ServiceKeys, rules: RulesVersion) {
+    public init(config: TrialConfig, configHash: Bytes32, keys: ServiceKeys, rules: RulesVersion, window: RecruitmentWindow? = nil) {
         self.config = config; self.configHash = configHash; self.keys = keys; self.rules = rules
+        self.window = rules >= .two ? window : nil
         pseudonyms = Derivation.PseudonymKey(keys.pseudonym)
     }
 
@@ -43,12 +46,16 @@ public struct Engine: Sendable {
         var at: Instant
         var actor: String
         var role: Role
+        /// A failed check that depends on today (`Request.deferred`): a keyed
+        /// op answers it after its replay check, any other op at once.
+        var deferred: ProtocolError?
     }
 
     /// Executes one request. State errors are answers; a thrown error is a
     /// store fault and fails the whole group.
     public func execute(_ r: Request, _ tx: inout StoreTransaction, now: Instant) throws -> Answer {
-        let c = Context(at: tx.recordedAt(now), actor: r.actor.recorded, role: r.actor.role)
+        let c = Context(at: tx.recordedAt(now), actor: r.actor.recorded, role: r.actor.role, deferred: r.deferred)
+        if let deferred = r.deferred, !r.op.isKeyed { return .error(deferred) }
         switch r.command {
         case let .refer(rid, claimant, district, group, date):
             return try refer(rid, claimant: claimant, district: district, group: group, date: date, c, &tx)
@@ -66,10 +73,16 @@ public struct Engine: Sendable {
             return try disclose(rid, reason: reason, c, &tx)
         case let .optOut(claimant, date):
             return try optOut(claimant, date: date, c, &tx)
-        case let .flagError(rid, reason):
-            return try flagError(rid, reason: reason, c, &tx)
+        case let .flagError(rid, reason, corrected):
+            return try flagError(rid, reason: reason, correctedGroup: corrected, c, &tx)
         case .status:
             return status(c, &tx)
+        case let .linkClaimant(nino, ref):
+            return try link(nino: nino, ref: ref, c, &tx)
+        case let .followUp(rid, step, date, reason):
+            return try followUp(rid, step: step, date: date, reason: reason, c, &tx)
+        case let .setShares(district, arm, effective, shares):
+            return try setShares(district: district, arm: arm, effective: effective, shares: shares, c, &tx)
         }
     }
 

@@ -2,12 +2,13 @@ import WHPCrypto
 import WHPDomain
 import WHPJSON
 
-/// The staff roles of PROTOCOL.md §2. The client authenticated the user; the
-/// service enforces what each role may do.
-public enum Role: String, Sendable {
+/// The staff roles of PROTOCOL.md §2 and RULES2 R15. The client
+/// authenticated the user; the service enforces what each role may do.
+public enum Role: String, Sendable, CaseIterable {
     case workCoach = "work_coach"
     case gatekeeper
     case evaluationAdmin = "evaluation_admin"
+    case contractManager = "contract_manager"
 }
 
 public struct Actor: Sendable, Equatable {
@@ -17,17 +18,28 @@ public struct Actor: Sendable, Equatable {
     public var recorded: String { role.rawValue + ":" + id }
 }
 
-/// The ops of PROTOCOL.md §3 and the one role each allows (`status`: any).
+/// The ops of PROTOCOL.md §3 and RULES2, and the one role each allows (`status`: any).
 public enum Op: String, Sendable, CaseIterable {
     case refer, cancel, pending, gatekeep, outcome, eligibility, disclose
     case optOut = "opt_out", flagError = "flag_error", status
+    case linkClaimant = "link_claimant", followUp = "follow_up", setShares = "set_shares"
 
     func allows(_ role: Role) -> Bool {
         switch self {
-        case .refer, .cancel, .outcome, .eligibility, .disclose: role == .workCoach
+        case .refer, .cancel, .outcome, .eligibility, .disclose, .linkClaimant, .followUp: role == .workCoach
         case .pending, .gatekeep, .flagError: role == .gatekeeper
         case .optOut: role == .evaluationAdmin
+        case .setShares: role == .contractManager
         case .status: true
+        }
+    }
+
+    /// The keyed ops (RULES2 R8): an identical repeat of a remembered success
+    /// gets its first answer before any other check.
+    var isKeyed: Bool {
+        switch self {
+        case .refer, .cancel, .flagError, .gatekeep, .followUp: true
+        default: false
         }
     }
 }
@@ -49,8 +61,8 @@ public enum GatekeeperSelectionInput: Sendable, Equatable {
 public enum Audience: String, Sendable { case workCoach = "work_coach", claimant }
 public enum OutcomeTarget: Sendable, Equatable { case referral(String), claimant(ClaimantID) }
 
-/// A request whose envelope and fields are valid: everything the op needs,
-/// typed. What remains to check needs the store.
+/// A request whose envelope and fields are well-formed: everything the op
+/// needs, typed. What remains to check needs the store.
 public enum Command: Sendable, Equatable {
     case refer(referralID: String, claimant: ClaimantID, district: String, group: String, referralDate: CivilDate)
     case cancel(referralID: String, reason: String)
@@ -60,14 +72,23 @@ public enum Command: Sendable, Equatable {
     case eligibility(claimant: ClaimantID, date: CivilDate)
     case disclose(referralID: String, reason: String)
     case optOut(claimant: ClaimantID, date: CivilDate)
-    case flagError(referralID: String, reason: FlagReason)
+    case flagError(referralID: String, reason: FlagReason, correctedGroup: String?)
     case status
+    case linkClaimant(nino: ClaimantID, ref: ClaimantID)
+    case followUp(referralID: String, step: FollowUpStep, date: CivilDate, reason: String?)
+    case setShares(district: String, arm: Arm, effective: CivilDate, shares: ProviderShares)
 }
 
 public struct Request: Sendable, Equatable {
     public var id: String
     public var actor: Actor
+    public var op: Op
     public var command: Command
+    /// The first check that depends on today (a date after today, or outside
+    /// the recruitment window) and failed. It is answered after the replay
+    /// check of a keyed op (RULES2 R8): a repeat of an earlier success gets
+    /// its first answer whatever the day now.
+    public var deferred: ProtocolError?
 }
 
 /// A request that failed before reaching the store, with the id to echo (nil
@@ -80,16 +101,19 @@ public struct RejectedRequest: Error, Sendable {
 /// Turns one line into a `Request`, checking in PROTOCOL.md §2's order:
 /// too_large, bad_json, bad_request, unknown_op, forbidden, invalid_field
 /// (fields in the op's listed order), unknown_district, unknown_group.
-/// Pure: the config and today's date come in.
+/// Pure: the config, the recruitment window and today's date come in.
 public struct RequestDecoder: Sendable {
     public static let maxLineBytes = 65_536
 
     public let config: TrialConfig
+    /// Rules 2 trials only (RULES2 R2).
+    public let window: RecruitmentWindow?
     private let districtIDs: Set<String>
     private let groups: Set<String>
 
-    public init(config: TrialConfig) {
+    public init(config: TrialConfig, window: RecruitmentWindow? = nil) {
         self.config = config
+        self.window = window
         districtIDs = Set(config.districts.map(\.id))
         groups = Set(config.groups)
     }
@@ -124,7 +148,9 @@ public struct RequestDecoder: Sendable {
             throw ProtocolError(.badRequest, field: "actor", detail: "\"actor\" must be an object {role, id}")
         }
         guard case .string(let roleText)? = actorObj["role"], let role = Role(rawValue: roleText) else {
-            throw ProtocolError(.badRequest, field: "actor.role", detail: "\"actor.role\" must be work_coach, gatekeeper or evaluation_admin")
+            throw ProtocolError(
+                .badRequest, field: "actor.role",
+                detail: "\"actor.role\" must be work_coach, gatekeeper, evaluation_admin or contract_manager")
         }
         guard case .string(let staff)? = actorObj["id"], (1...64).contains(staff.unicodeScalars.count),
             staff.unicodeScalars.allSatisfy({ (0x21...0x7e).contains($0.value) })
@@ -133,32 +159,43 @@ public struct RequestDecoder: Sendable {
         }
         guard let op = Op(rawValue: opText) else { throw ProtocolError(.unknownOp, field: "op", detail: "no op named \"\(opText)\"") }
         guard op.allows(role) else { throw ProtocolError(.forbidden, field: "actor.role", detail: "\(role.rawValue) may not use \(op.rawValue)") }
-        let f = Fields(obj: obj, today: today)
+        let f = Fields(obj: obj, today: today, window: window)
         let command: Command
+        do {
+            command = try self.command(op, obj, f)
+        } catch {
+            // A date check that depends on today fails at its own, earlier field.
+            throw f.deferred ?? error
+        }
+        return Request(id: id, actor: Actor(role: role, id: staff), op: op, command: command, deferred: f.deferred)
+    }
+
+    /// The op's fields, in the order its row of PROTOCOL.md §3 (or RULES2) lists them.
+    private func command(_ op: Op, _ obj: JSONObject, _ f: Fields) throws(ProtocolError) -> Command {
         switch op {
         case .refer:
             let rid = try f.identifier("referral_id")
             let claimant = try f.claimant("claimant")
             let district = try f.string("district", 1...64)
             let group = try f.string("group", 1...64)
-            let date = try f.date("referral_date")
+            let date = try f.date("referral_date", window: .referral)
             try knownDistrict(district)
-            guard groups.contains(group) else { throw ProtocolError(.unknownGroup, field: "group", detail: "no group \"\(group)\" in district-config") }
-            command = .refer(referralID: rid, claimant: claimant, district: district, group: group, referralDate: date)
+            try knownGroup(group, field: "group")
+            return .refer(referralID: rid, claimant: claimant, district: district, group: group, referralDate: date)
         case .cancel:
-            command = .cancel(referralID: try f.identifier("referral_id"), reason: try f.string("reason", 1...500))
+            return .cancel(referralID: try f.identifier("referral_id"), reason: try f.string("reason", 1...500))
         case .pending:
             let district = try f.string("district", 1...64)
-            let date = try f.date("gk_date")
+            let date = try f.date("gk_date", window: .gatekeeper)
             try knownDistrict(district)
-            command = .pending(district: district, gkDate: date)
+            return .pending(district: district, gkDate: date)
         case .gatekeep:
             let run = try f.identifier("run_id")
             let district = try f.string("district", 1...64)
-            let date = try f.date("gk_date")
+            let date = try f.date("gk_date", window: .gatekeeper)
             let selection = try f.selection()
             try knownDistrict(district)
-            command = .gatekeep(runID: run, district: district, gkDate: date, selection: selection)
+            return .gatekeep(runID: run, district: district, gkDate: date, selection: selection)
         case .outcome:
             let target: OutcomeTarget
             switch (obj["referral_id"], obj["claimant"]) {
@@ -173,49 +210,114 @@ public struct RequestDecoder: Sendable {
             guard let audience = Audience(rawValue: audienceText) else {
                 throw ProtocolError(.invalidField, field: "audience", detail: "audience must be work_coach or claimant")
             }
-            command = .outcome(target: target, audience: audience, name: try f.optionalString("name", 1...200))
+            return .outcome(target: target, audience: audience, name: try f.optionalString("name", 1...200))
         case .eligibility:
-            command = .eligibility(claimant: try f.claimant("claimant"), date: try f.date("date"))
+            return .eligibility(claimant: try f.claimant("claimant"), date: try f.date("date"))
         case .disclose:
-            command = .disclose(referralID: try f.identifier("referral_id"), reason: try f.string("reason", 1...500))
+            return .disclose(referralID: try f.identifier("referral_id"), reason: try f.string("reason", 1...500))
         case .optOut:
-            command = .optOut(claimant: try f.claimant("claimant"), date: try f.date("date"))
+            return .optOut(claimant: try f.claimant("claimant"), date: try f.date("date"))
         case .flagError:
             let rid = try f.identifier("referral_id")
             let text = try f.string("reason", 1...32)
             guard let reason = FlagReason(rawValue: text) else {
                 throw ProtocolError(.invalidField, field: "reason", detail: "reason must be ineligible, duplicate, wrong_group or other")
             }
-            command = .flagError(referralID: rid, reason: reason)
+            let corrected = try f.optionalString("corrected_group", 1...64)
+            if corrected != nil && reason != .wrongGroup {
+                throw ProtocolError(.invalidField, field: "corrected_group", detail: "corrected_group goes only with reason wrong_group")
+            }
+            if let corrected { try knownGroup(corrected, field: "corrected_group") }
+            return .flagError(referralID: rid, reason: reason, correctedGroup: corrected)
         case .status:
-            command = .status
+            return .status
+        case .linkClaimant:
+            let nino = try f.claimantPart("nino", kind: .nino)
+            let ref = try f.claimantPart("ref", kind: .reference)
+            return .linkClaimant(nino: nino, ref: ref)
+        case .followUp:
+            let rid = try f.identifier("referral_id")
+            let stepText = try f.string("step", 1...32)
+            guard let step = FollowUpStep(rawValue: stepText) else {
+                throw ProtocolError(.invalidField, field: "step", detail: "step must be provider_referral, started, did_not_start or left")
+            }
+            let date = try f.date("date")
+            let reason = try f.optionalString("reason", 1...32)
+            switch (step.reasons, reason) {
+            case (nil, nil): break
+            case (nil, _?): throw ProtocolError(.invalidField, field: "reason", detail: "\(step.rawValue) takes no reason")
+            case (_?, nil): throw ProtocolError(.invalidField, field: "reason", detail: "\(step.rawValue) needs a reason")
+            case (let allowed?, let r?):
+                guard allowed.contains(r) else {
+                    throw ProtocolError(
+                        .invalidField, field: "reason", detail: "reason for \(step.rawValue) must be one of \(allowed.sorted().joined(separator: ", "))")
+                }
+            }
+            return .followUp(referralID: rid, step: step, date: date, reason: reason)
+        case .setShares:
+            let district = try f.string("district", 1...64)
+            let armText = try f.string("arm", 1...8)
+            guard let arm = Arm(rawValue: armText), arm != .rcg else {
+                throw ProtocolError(.invalidField, field: "arm", detail: "arm must be WHP or PSC")
+            }
+            let effective = try f.futureDate("effective")
+            let shares = try f.shares("shares")
+            try knownDistrict(district)
+            guard let configured = config.district(district)?.configuredShares(of: arm) else {
+                throw ProtocolError(.invalidField, field: "arm", detail: "district \(district) has no \(arm.rawValue) providers")
+            }
+            guard Set(shares.keys) == Set(configured.ids) else {
+                throw ProtocolError(
+                    .invalidField, field: "shares", detail: "shares must name exactly the providers \(configured.ids.joined(separator: ", "))")
+            }
+            return .setShares(district: district, arm: arm, effective: effective, shares: ProviderShares(shares))
         }
-        return Request(id: id, actor: Actor(role: role, id: staff), command: command)
     }
 
     private func knownDistrict(_ d: String) throws(ProtocolError) {
         guard districtIDs.contains(d) else { throw ProtocolError(.unknownDistrict, field: "district", detail: "no district \"\(d)\" in district-config") }
     }
+
+    private func knownGroup(_ g: String, field: String) throws(ProtocolError) {
+        guard groups.contains(g) else { throw ProtocolError(.unknownGroup, field: field, detail: "no group \"\(g)\" in district-config") }
+    }
 }
 
-/// Typed field reads that fail with `invalid_field` naming the field.
-private struct Fields {
+/// Typed field reads that fail with `invalid_field` naming the field. A
+/// check that depends on today is kept aside (`deferred`) instead of thrown.
+private final class Fields {
     let obj: JSONObject
     let today: CivilDate
+    let window: RecruitmentWindow?
+    private(set) var deferred: ProtocolError?
+
+    init(obj: JSONObject, today: CivilDate, window: RecruitmentWindow?) {
+        self.obj = obj; self.today = today; self.window = window
+    }
 
     func invalid(_ field: String, _ detail: String) -> ProtocolError {
         ProtocolError(.invalidField, field: field, detail: detail)
+    }
+
+    private func keepAside(_ e: ProtocolError) {
+        if deferred == nil { deferred = e }
     }
 
     func string(_ key: String, _ length: ClosedRange<Int>) throws(ProtocolError) -> String {
         try string(obj[key], field: key, length)
     }
 
+    /// A string field of an op: its length in Unicode scalars, and no control
+    /// characters (RULES2 R7: a NUL broke idempotency on SQLite and failed
+    /// whole commit groups on PostgreSQL).
     func string(_ v: JSONValue?, field: String, _ length: ClosedRange<Int>) throws(ProtocolError) -> String {
         guard let v, v != .null else { throw invalid(field, "\(field) is missing") }
         guard case .string(let s) = v else { throw invalid(field, "\(field) must be a string") }
         guard length.contains(s.unicodeScalars.count) else {
             throw invalid(field, "\(field) must have \(length.lowerBound) to \(length.upperBound) characters")
+        }
+        guard !s.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else {
+            throw invalid(field, "\(field) must not contain control characters (U+0000 to U+001F, U+007F)")
         }
         return s
     }
@@ -240,11 +342,38 @@ private struct Fields {
         return s
     }
 
-    /// A date that exists and is not after today.
-    func date(_ key: String) throws(ProtocolError) -> CivilDate {
+    enum WindowKind { case none, referral, gatekeeper }
+
+    /// A date that exists, from 1900 to 2999 (RULES2 R9), and, kept aside,
+    /// not after today and inside the recruitment window (RULES2 R2).
+    func date(_ key: String, window kind: WindowKind = .none) throws(ProtocolError) -> CivilDate {
+        let d = try wellFormedDate(key)
+        if d > today {
+            keepAside(invalid(key, "\(key) must not be after today (\(today.iso))"))
+        } else if let window {
+            let crossing: RecruitmentWindow.Crossing? =
+                switch kind {
+                case .none: nil
+                case .referral: window.check(referralDate: d, today: today)
+                case .gatekeeper: window.check(gkDate: d, today: today)
+                }
+            if let crossing { keepAside(invalid(key, crossing.detail)) }
+        }
+        return d
+    }
+
+    /// RULES2 R15's `effective`: the one request date that may be later than
+    /// today; it may not be earlier.
+    func futureDate(_ key: String) throws(ProtocolError) -> CivilDate {
+        let d = try wellFormedDate(key)
+        guard d >= today else { throw invalid(key, "\(key) must be today (\(today.iso)) or later") }
+        return d
+    }
+
+    private func wellFormedDate(_ key: String) throws(ProtocolError) -> CivilDate {
         let s = try string(key, 1...32)
         guard let d = CivilDate(s) else { throw invalid(key, "\(key) must be a date YYYY-MM-DD that exists") }
-        guard d <= today else { throw invalid(key, "\(key) must not be after today (\(today.iso))") }
+        guard CalendarRange.contains(d) else { throw invalid(key, "\(key) must be from 1900-01-01 to 2999-12-31") }
         return d
     }
 
@@ -266,6 +395,36 @@ private struct Fields {
         default:
             throw invalid(key, "give exactly one of nino or ref")
         }
+    }
+
+    enum ClaimantKind { case nino, reference }
+
+    /// `link_claimant`'s `nino` and `ref`: top-level, each as `claimant.nino` / `claimant.ref`.
+    func claimantPart(_ key: String, kind: ClaimantKind) throws(ProtocolError) -> ClaimantID {
+        guard let v = obj[key], v != .null else { throw invalid(key, "\(key) is missing") }
+        guard case .string(let s) = v else { throw invalid(key, "\(key) must be a string") }
+        switch kind {
+        case .nino:
+            guard let id = ClaimantID.nino(parsing: s) else { throw invalid(key, "not a valid National Insurance number") }
+            return id
+        case .reference:
+            guard let id = ClaimantID.reference(parsing: s) else { throw invalid(key, "a reference number is exactly 12 digits") }
+            return id
+        }
+    }
+
+    /// `set_shares`'s shares: an object of integers 0–1000, not all 0.
+    func shares(_ key: String) throws(ProtocolError) -> [String: Int] {
+        guard case .object(let o)? = obj[key], !o.isEmpty else { throw invalid(key, "\(key) must be an object {provider id: share}") }
+        var out: [String: Int] = [:]
+        for (k, v) in o.entries {
+            guard case .number(let n) = v, let i = n.intValue, (0...1000).contains(i) else {
+                throw invalid(key, "each share must be an integer from 0 to 1000")
+            }
+            out[k] = i
+        }
+        guard out.values.contains(where: { $0 > 0 }) else { throw invalid(key, "at least one share must be above 0") }
+        return out
     }
 
     /// Exactly one of `capacity` or `decisions`.

@@ -140,7 +140,7 @@ public final class Service: @unchecked Sendable {
 
     public init(engine: Engine, store: Store, clock: any ServiceClock, logger: Logger) {
         self.engine = engine
-        self.decoder = RequestDecoder(config: engine.config)
+        self.decoder = RequestDecoder(config: engine.config, window: engine.window)
         self.store = store
         self.clock = clock
         self.logger = logger
@@ -180,13 +180,50 @@ public final class Service: @unchecked Sendable {
                 // Safe to run again after a lost race: the answers start again.
                 try store.write(retry: true) { tx in try writeAnswers { try engine.execute($0, &tx, now: now) } }
             } catch {
-                logger.error("commit failed, \(decoded.count) requests answered internal: \(error)")
-                writeAnswers(failedCommit)
+                // One request must not fail other users' requests (RULES2 R7):
+                // the group had no effect, so each request runs again in a
+                // commit of its own, and only those that fail alone answer
+                // `internal`. A store that is down fails them all, as before.
+                let isolated = decoded.count > 1 ? isolate(decoded, now: now) : nil
+                if let isolated {
+                    let failed = isolated.filter { if case .error(let e) = $0, e.code == .internal { true } else { false } }.count
+                    logger.error("a group's commit failed (\(error)); its \(decoded.count) requests ran again one by one, \(failed) answered internal")
+                    var k = 0
+                    writeAnswers { _ in
+                        defer { k += 1 }; return isolated[k]
+                    }
+                } else {
+                    logger.error("commit failed, \(decoded.count) requests answered internal: \(error)")
+                    writeAnswers(failedCommit)
+                }
             }
         } else {
             writeAnswers(failedCommit)  // every request was rejected: no request reaches `answer`
         }
         return w.bytes
+    }
+
+    /// Each decoded request of a failed group in its own commit; the answers
+    /// of the decoded requests, in order. Nil when the first three fail with
+    /// none committed: then the store, not a request, is failing (a full
+    /// disk), and every request of the group is answered `internal`.
+    private func isolate(_ decoded: [Result<Request, RejectedRequest>], now: Instant) -> [Answer]? {
+        var answers: [Answer] = []
+        var committed = 0, failedFirst = 0
+        for d in decoded {
+            guard case .success(let r) = d else { continue }
+            do {
+                answers.append(try store.write(retry: true) { tx in try engine.execute(r, &tx, now: now) })
+                committed += 1
+            } catch {
+                if committed == 0 {
+                    failedFirst += 1
+                    if failedFirst == 3 { return nil }
+                }
+                answers.append(.error(ProtocolError(.internal)))
+            }
+        }
+        return committed == 0 ? nil : answers
     }
 
     /// Answers request lines given as text, one group: the in-process door's convenience.

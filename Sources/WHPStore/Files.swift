@@ -43,6 +43,18 @@ public enum KeyFile {
         return key
     }
 
+    /// RULES2 R13: a keys folder that group or others may write lets them
+    /// swap a key file for one of their own, so it is refused.
+    public static func checkFolder(_ dir: String) throws(FileError) {
+        var st = stat()
+        guard stat(dir, &st) == 0 else { throw FileError("\(dir): cannot read the keys folder (\(errnoText()))") }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw FileError("\(dir): the keys folder is not a folder") }
+        if st.st_mode & 0o022 != 0 {
+            throw FileError(
+                "\(dir): the keys folder is writable by group or others (mode \(String(st.st_mode & 0o777, radix: 8))); run: chmod 700 \(dir)")
+        }
+    }
+
     /// Writes a new key file with mode 0600; never replaces an existing file.
     public static func create(_ path: String, key: Bytes32) throws(FileError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
@@ -99,16 +111,17 @@ public struct CommitmentFile: Equatable, Sendable {
             }
             return
         }
-        let dir = (path as NSString).deletingLastPathComponent
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try writeDurably(path, Array(json.utf8))
+        // The commitment is public (RULES2 R13): its folder and file may be read by anyone.
+        try makeDirectory((path as NSString).deletingLastPathComponent, mode: 0o755)
+        try writeDurably(path, Array(json.utf8), mode: 0o644)
     }
 }
 
-/// Writes a whole file and fsyncs it.
-public func writeDurably(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws(FileError) {
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode)
-    guard fd >= 0 else { throw FileError("\(path): cannot create (\(errnoText()))") }
+/// Writes a whole file and fsyncs it. Trial data is private (RULES2 R13):
+/// the mode is 0600 unless the caller says otherwise, whatever the umask and
+/// whatever mode a file of that name had.
+public func writeDurably(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600) throws(FileError) {
+    let fd = try openPrivately(path, mode: mode)
     defer { close(fd) }
     var off = 0
     while off < bytes.count {
@@ -117,6 +130,34 @@ public func writeDurably(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644)
         off += n
     }
     guard fsync(fd) == 0 else { throw FileError("\(path): fsync failed (\(errnoText()))") }
+}
+
+/// Creates (or truncates) a file for writing with exactly `mode`: the mode is
+/// set again after opening, since the umask may have taken bits away and an
+/// existing file keeps its own.
+public func openPrivately(_ path: String, mode: mode_t = 0o600) throws(FileError) -> Int32 {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode)
+    guard fd >= 0 else { throw FileError("\(path): cannot create (\(errnoText()))") }
+    guard fchmod(fd, mode) == 0 else {
+        close(fd)
+        throw FileError("\(path): cannot set its mode (\(errnoText()))")
+    }
+    return fd
+}
+
+/// `mkdir -p` where every folder it creates has exactly `mode` (0700 for
+/// trial data, RULES2 R13); folders that exist are left as they are.
+public func makeDirectory(_ path: String, mode: mode_t = 0o700) throws(FileError) {
+    guard !path.isEmpty else { return }
+    var st = stat()
+    if stat(path, &st) == 0 {
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw FileError("\(path): exists and is not a folder") }
+        return
+    }
+    let parent = (path as NSString).deletingLastPathComponent
+    if !parent.isEmpty && parent != path { try makeDirectory(parent, mode: mode) }
+    guard mkdir(path, mode) == 0 || errno == EEXIST else { throw FileError("\(path): cannot create folder (\(errnoText()))") }
+    guard chmod(path, mode) == 0 else { throw FileError("\(path): cannot set its mode (\(errnoText()))") }
 }
 
 func errnoText() -> String { String(cString: strerror(errno)) }

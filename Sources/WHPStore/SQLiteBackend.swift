@@ -52,6 +52,14 @@ public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
         guard create || FileManager.default.fileExists(atPath: path) else {
             throw StoreError("no store at \(path): run `whp init` first (or pass --data DIR or --store)")
         }
+        if create && !FileManager.default.fileExists(atPath: path) {
+            // The file exists, mode 0600, before SQLite opens it: its WAL and
+            // shared-memory files take the database's mode (RULES2 R13).
+            do {
+                try makeDirectory((path as NSString).deletingLastPathComponent)
+                close(try openPrivately(path))
+            } catch { throw StoreError(error.description) }
+        }
         return SQLiteBackend(
             queue: try DatabaseQueue(path: path, configuration: configuration(readonly: readonly)), path: path,
             readonly: readonly)
@@ -190,9 +198,12 @@ struct RawStatement: SQLRow {
 
     var columnCount: Int { Int(sqlite3_column_count(stmt)) }
 
+    /// The column's bytes, all of them: a text that holds a NUL (which only a
+    /// tampered store can) is read whole rather than cut at the NUL.
     func text(_ i: Int) -> String? {
         guard let p = sqlite3_column_text(stmt, Int32(i)) else { return nil }
-        return String(cString: p)
+        let n = Int(sqlite3_column_bytes(stmt, Int32(i)))
+        return String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
     }
 
     func int(_ i: Int) -> Int? {

@@ -198,6 +198,13 @@ public struct StoreTransaction {
         try Projection.providerStratum(name, s)
     }
 
+    /// When the trial started: `trial_started`'s `recorded_at`.
+    public func trialStartedAt() throws -> Instant? {
+        try s.first("SELECT payload FROM events WHERE seq = 1") { r in
+            (try? PayloadJSON.decode(r.text(0) ?? "")).flatMap { $0.instant(.recordedAt) }
+        } ?? nil
+    }
+
     // MARK: persons (RULES2 R6)
 
     /// The NINO pseudonym a reference number's pseudonym is linked to, if any.

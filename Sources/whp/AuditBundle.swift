@@ -16,13 +16,15 @@ struct AuditBundle: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
-    @Option(help: ArgumentHelp("Folder of the published commitment files.", valueName: "DIR"))
-    var seeds: String = "seeds"
+    /// Accepted for scripts written for earlier releases; the commitment file
+    /// now comes from the store itself (RULES2 R10).
+    @Option(help: .hidden)
+    var seeds: String?
 
     @Option(help: ArgumentHelp("The bundle folder to create (must not exist or be empty).", valueName: "DIR"))
     var out: String
 
     func run() throws {
-        stdout(try AuditBundleWriter.write(paths: common.paths, seedsDir: seeds, out: out))
+        stdout(try AuditBundleWriter.write(paths: common.paths, out: out))
     }
 }

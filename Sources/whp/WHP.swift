@@ -28,6 +28,9 @@ struct WHP: ParsableCommand {
             return h
         }
         signal(SIGPIPE, SIG_IGN)
+        // Trial data is private whatever the caller's umask (RULES2 R13); each
+        // file is also created with its own mode, this covers SQLite's own files.
+        umask(0o077)
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -1,4 +1,7 @@
 import Foundation
+import WHPCrypto
+import WHPDomain
+import WHPJSON
 import WHPStore
 
 /// Tampering with a store the way an insider would: with the database's own
@@ -31,4 +34,21 @@ extension Store {
             throw TestSetupError("tampering with \(backend.location) failed (\(p.terminationStatus)): \(message)")
         }
     }
+}
+
+/// Re-computes every stored hash from `from` on, from the stored hash before it
+/// (the genesis hash for event 1): what an insider who rewrites the log does.
+public func rehash(_ store: Store, from: Int) throws {
+    var events: [StoredEvent] = []
+    try store.forEachEvent { events.append($0) }
+    guard let first = events.first, let p1 = try? PayloadJSON.decode(first.payloadText),
+        let c = p1["commitment"].flatMap(Bytes32.init(hex:)), let tid = p1["trial_id"]
+    else { throw TestSetupError("no trial_started") }
+    var h = from == 1 ? Derivation.genesis(trialID: tid, commitment: c) : Bytes32(hex: events[from - 2].hash)!
+    var sql = ""
+    for e in events where e.seq >= from {
+        h = Chain.next(previous: h, event: Event(seq: e.seq, type: e.type, payload: try PayloadJSON.decode(e.payloadText)))
+        sql += "UPDATE events SET hash = '\(h.hex)' WHERE seq = \(e.seq);"
+    }
+    try store.unsafeExecute(sql)
 }

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import WHPApp
+import WHPDomain
 import WHPPostgres
 import WHPStore
 
@@ -170,11 +172,25 @@ public final class TrialFolder: @unchecked Sendable {
         postgresURL = backend == .postgres ? try TestBackend.createDatabase() : nil
         try FileManager.default.createDirectory(at: config, withIntermediateDirectories: true)
         let shipped = WHPBinary.repoRoot.appendingPathComponent("district-config")
-        var trial = try trialTOML ?? String(contentsOf: shipped.appendingPathComponent("trial.toml"), encoding: .utf8)
+        var trial = try trialTOML ?? TrialFolder.testTrialTOML(String(contentsOf: shipped.appendingPathComponent("trial.toml"), encoding: .utf8))
         if let frontlineRCG { trial = trial.replacingOccurrences(of: "frontline_rcg = \"hidden\"", with: "frontline_rcg = \"\(frontlineRCG)\"") }
         let districts = try districtsTOML ?? String(contentsOf: shipped.appendingPathComponent("districts.toml"), encoding: .utf8)
         try trial.write(to: config.appendingPathComponent("trial.toml"), atomically: true, encoding: .utf8)
         try districts.write(to: config.appendingPathComponent("districts.toml"), atomically: true, encoding: .utf8)
+    }
+
+    /// The shipped trial.toml with the test suites' recruitment window: open
+    /// from 2016, and a year of back-dating (RULES2 R2), so sessions written
+    /// for a fixed clock still reach the rules they test. The window itself
+    /// is tested with configs of its own.
+    public static func testTrialTOML(_ shipped: String) -> String {
+        var text = shipped
+        if let r = text.range(of: "\n[recruitment]") {
+            let rest = text[r.upperBound...]
+            let end = rest.range(of: "\n[")?.lowerBound ?? text.endIndex
+            text.removeSubrange(r.lowerBound..<end)
+        }
+        return text + "\n[recruitment]\nopens = \"2016-01-01\"\nmax_backdate_days = 365\n"
     }
 
     deinit {
@@ -208,13 +224,26 @@ public final class TrialFolder: @unchecked Sendable {
     }
 
     /// Runs a whole session through `whp serve` and returns one response line per request.
-    public func serve(_ lines: [String], now: String = "2019-06-01T12:00:00Z") throws -> (RunResult, [String]) {
-        let input = lines.joined(separator: "\n") + "\n"
-        let r = try runWHP(["serve"] + common, env: ["WHP_NOW": now], stdin: Data(input.utf8))
-        return (r, r.stdout.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init))
+    /// Without `now`, the session is played under its own moving clock
+    /// (`SessionSchedule`, as `whp demo` plays its session): one `whp serve`
+    /// per day the session names, each line read on that day. With `now`, one
+    /// `whp serve` under that fixed clock.
+    public func serve(_ lines: [String], now: String? = nil) throws -> (RunResult, [String]) {
+        let steps =
+            now.map { [(at: $0, lines: lines)] }
+            ?? SessionSchedule.steps(lines, undated: Instant("2018-06-01T12:00:00Z")!).map { (at: $0.at.iso, lines: $0.lines) }
+        var out: [String] = []
+        var last = RunResult(status: 0, stdout: "", stderr: "")
+        for step in steps {
+            let input = step.lines.joined(separator: "\n") + "\n"
+            let r = try runWHP(["serve"] + common, env: ["WHP_NOW": step.at], stdin: Data(input.utf8))
+            out += r.stdout.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
+            last = RunResult(status: r.status == 0 ? last.status : r.status, stdout: last.stdout + r.stdout, stderr: last.stderr + r.stderr)
+        }
+        return (last, out)
     }
 
-    public func serveJSON(_ requests: [[String: Any]], now: String = "2019-06-01T12:00:00Z") throws -> [[String: Any]] {
+    public func serveJSON(_ requests: [[String: Any]], now: String? = nil) throws -> [[String: Any]] {
         let lines = try requests.map { String(decoding: try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]), as: UTF8.self) }
         let (_, out) = try serve(lines, now: now)
         return out.map { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] ?? ["unparsable": $0] }
@@ -228,7 +257,7 @@ public final class ServeProcess: @unchecked Sendable {
     private let output = Pipe()
     private var pending: [UInt8] = []
 
-    public init(_ trial: TrialFolder, now: String? = "2019-06-01T12:00:00Z") throws {
+    public init(_ trial: TrialFolder, now: String? = "2018-06-01T12:00:00Z") throws {
         ignoreSIGPIPE()
         process.executableURL = WHPBinary.url
         process.arguments = ["serve"] + trial.common
@@ -320,7 +349,7 @@ public func runWHPStreaming(_ args: [String], env: [String: String] = [:], stdin
 
 extension TrialFolder {
     /// `whp serve` over raw input bytes (fed concurrently); returns the response lines.
-    public func serveBytes(_ input: Data, now: String = "2019-06-01T12:00:00Z") throws -> (RunResult, [String]) {
+    public func serveBytes(_ input: Data, now: String = "2018-06-01T12:00:00Z") throws -> (RunResult, [String]) {
         let r = try runWHPStreaming(["serve"] + common, env: ["WHP_NOW": now], stdin: input)
         var lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         if lines.last == "" { lines.removeLast() }
@@ -328,8 +357,10 @@ extension TrialFolder {
     }
 
     /// `serve` for sessions of any size: lines joined with `\n`, fed concurrently.
-    public func serveStreaming(_ lines: [String], now: String = "2019-06-01T12:00:00Z") throws -> (RunResult, [String]) {
-        try serveBytes(Data((lines.joined(separator: "\n") + "\n").utf8), now: now)
+    /// Without `now`, under the session's moving clock, as `serve`.
+    public func serveStreaming(_ lines: [String], now: String? = nil) throws -> (RunResult, [String]) {
+        guard let now else { return try serve(lines) }
+        return try serveBytes(Data((lines.joined(separator: "\n") + "\n").utf8), now: now)
     }
 }
 
@@ -407,5 +438,23 @@ extension TrialFolder {
             try fm.copyItem(at: fixture.appendingPathComponent("whp.sqlite"), to: t.store)
         }
         return t
+    }
+}
+
+extension TrialFolder {
+    /// The shipped config under `frontline_rcg = "dcams"` with `district`
+    /// selecting by fifo: rules 2 allows fifo only where work coaches may see
+    /// RCG (R3), and the suites that cover every gatekeeper rule need one.
+    public static func withFifo(_ districts: [String] = ["example-north"], sqliteOnly: Bool = false) throws -> TrialFolder {
+        let shipped = WHPBinary.repoRoot.appendingPathComponent("district-config/districts.toml")
+        var text = try String(contentsOf: shipped, encoding: .utf8)
+        for district in districts {
+            guard let start = text.range(of: "id = \"\(district)\"") else { throw TestSetupError("no district \(district) in the shipped config") }
+            guard let rule = text.range(of: "gatekeeper_rule = \"lottery\"", range: start.upperBound..<text.endIndex) else {
+                throw TestSetupError("district \(district) has no gatekeeper_rule")
+            }
+            text.replaceSubrange(rule, with: "gatekeeper_rule = \"fifo\"")
+        }
+        return try TrialFolder(districtsTOML: text, frontlineRCG: "dcams", sqliteOnly: sqliteOnly)
     }
 }

@@ -174,7 +174,7 @@ enum SmallTrial {
     }
 
     static func build() throws -> TrialFolder {
-        let t = try TrialFolder()
+        let t = try TrialFolder.withFifo()
         let i = try t.initialise()
         try #require(i.status == 0, "whp init: \(i.stderr)")
         let reqs = requests()

@@ -121,7 +121,7 @@ import WHPTestSupport
         let lines =
             SmallTrial.requests().map(Req.line)
             + [
-                Req.line(Req.envelope("st", "status", role: "gatekeeper")),
+                Req.line(Req.envelope("st", "status", role: "evaluation_admin")),
                 Req.line(Req.envelope("oc", "outcome", role: "work_coach", ["referral_id": "D-0"])),
                 Req.line(Req.envelope("ds", "disclose", role: "work_coach", ["referral_id": "D-1", "reason": "audit test"])),
                 Req.line(Req.envelope("op", "opt_out", role: "evaluation_admin", ["claimant": ["nino": Req.nino(100)], "date": "2017-12-20"])),
@@ -129,7 +129,7 @@ import WHPTestSupport
             ]
         // Serve with debug logging: a key must not leak into the logs either.
         let s = try runWHP(
-            ["serve"] + t.common, env: ["WHP_NOW": "2019-06-01T12:00:00Z", "WHP_LOG": "debug"],
+            ["serve"] + t.common, env: ["WHP_NOW": "2018-06-01T12:00:00Z", "WHP_LOG": "debug"],
             stdin: Data((lines.joined(separator: "\n") + "\n").utf8))
         #expect(s.status == 0)
         #expect(s.stdout.split(separator: "\n").count == lines.count)
@@ -142,7 +142,7 @@ import WHPTestSupport
         outputs.append(("audit-bundle", try runWHP(["audit-bundle"] + t.common + ["--seeds", t.seeds.path, "--out", dir.path])))
         outputs.append(("verify --bundle --seed", try runWHP(["verify", "--bundle", dir.path, "--seed", t.seedFile.path])))
         let export = t.root.appendingPathComponent("export")
-        outputs.append(("export", try runWHP(["export"] + t.common + ["--out", export.path], env: ["WHP_NOW": "2019-06-02T12:00:00Z"])))
+        outputs.append(("export", try runWHP(["export"] + t.common + ["--out", export.path], env: ["WHP_NOW": "2018-06-02T12:00:00Z"])))
         for (name, r) in outputs.dropFirst(2) { #expect(r.status == 0, "\(name): \(r.stderr)") }
 
         let keys = t.data.appendingPathComponent("keys")

@@ -176,7 +176,7 @@ import WHPTestSupport
         var testDescription: String { name }
     }
 
-    static let northWeights = "name = \"Example North (example district)\"\npsc = false\ngatekeeper_rule = \"fifo\"\nweights = { WHP = 1, RCG = 1 }"
+    static let northWeights = "name = \"Example North (example district)\"\npsc = false\ngatekeeper_rule = \"lottery\"\nweights = { WHP = 1, RCG = 1 }"
 
     static let badConfigs: [BadConfig] = [
         BadConfig(
@@ -195,6 +195,11 @@ import WHPTestSupport
             edit: {
                 $0.replacingOccurrences(of: "id = \"example-south\"", with: "id = \"example-north\"")
             }, mentions: ["districts.toml", "example-north", "id", "duplicate"]),
+        BadConfig(
+            name: "fifo under the hidden policy (RULES2 R3)",
+            edit: {
+                $0.replacingOccurrences(of: northWeights, with: northWeights.replacingOccurrences(of: "lottery", with: "fifo"))
+            }, mentions: ["districts.toml", "example-north", "gatekeeper_rule", "fifo", "\"lottery\"", "frontline_rcg = \"dcams\""]),
         BadConfig(
             name: "all weights zero",
             edit: {

@@ -24,7 +24,7 @@ struct OldStoreTests {
     func serves() throws {
         let t = try TrialFolder.rules1Fixture()
         // Every outcome and eligibility request of the session again: the same bytes as then.
-        let session = try String(contentsOf: WHPBinary.repoRoot.appendingPathComponent("examples/dcams-session.jsonl"), encoding: .utf8)
+        let session = try String(contentsOf: Self.fixture.appendingPathComponent("session.jsonl"), encoding: .utf8)
             .split(separator: "\n").map(String.init)
         let then = try String(contentsOf: Self.fixture.appendingPathComponent("responses.jsonl"), encoding: .utf8)
             .split(separator: "\n").map(String.init)
@@ -34,7 +34,8 @@ struct OldStoreTests {
         try #require(reads.count >= 19)
         let (r, now) = try t.serve(reads.map(\.0), now: "2017-12-27T11:00:00Z")
         #expect(r.status == 0, "\(r.stderr)")
-        for (answer, (line, old)) in zip(now, reads) { #expect(answer == old, "\(line)") }
+        // The same bytes, but for RULES2 R14's `progress`, which every WHP/PSC outcome now carries (`[]`: no follow-up yet).
+        for (answer, (line, old)) in zip(now, reads) { #expect(answer.replacingOccurrences(of: ",\"progress\":[]", with: "") == old, "\(line)") }
 
         // R-001 was not selected on 2017-11-13, decided on 2017-12-27: under
         // rules 1 its lock ends 42 days after the gatekeeper date (2017-12-25).

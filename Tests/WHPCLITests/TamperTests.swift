@@ -190,7 +190,7 @@ import WHPTestSupport
         report.expectPasses("chain")
 
         // And serve refuses to run on the changed config, writing nothing to stdout.
-        let s = try runWHP(["serve"] + t.common, stdin: Data((Req.line(Req.envelope("s", "status", role: "gatekeeper")) + "\n").utf8))
+        let s = try runWHP(["serve"] + t.common, stdin: Data((Req.line(Req.envelope("s", "status", role: "evaluation_admin")) + "\n").utf8))
         #expect(s.status == 1)
         #expect(s.stdout.isEmpty)
     }

@@ -357,10 +357,15 @@ struct LocksTests {
         let dcams = try eligibility(h, "2019-12-01", .dcams)
         #expect(!dcams.eligible)
         #expect(dcams.eligibleFrom == (try date("2020-01-10")))
-        // Under hidden the latest comes from RCG, so nothing is shown, even though a WHP lock exists.
+        // RULES2 R6: under hidden, the latest WHP/PSC from-date after the date is
+        // shown whatever the person's other locks (here a later RCG one), so an
+        // RCG lock neither shows nor hides anything.
         let hidden = try eligibility(h, "2018-06-01", .hidden)
         #expect(!hidden.eligible)
-        #expect(hidden.eligibleFrom == nil)
+        #expect(hidden.eligibleFrom == (try date("2019-11-30")))
+        // Once the WHP lock has ended, nothing is shown, though the RCG lock still holds.
+        let later = try eligibility(h, "2019-12-01", .hidden)
+        #expect(!later.eligible && later.eligibleFrom == nil)
         #expect(try eligibility(h, "2020-01-10", .hidden).eligible)
 
         // The other way round: the WHP lock ends last, so hidden shows it.

@@ -104,7 +104,7 @@ struct ExportTests {
         let byID = Dictionary(uniqueKeysWithValues: zip(expectedIDs, body))
         #expect(byID["R-2"]?[10] == "duplicate", "the flag reason is in in_error")
         #expect(byID["R-2"]?[8] == "manual" && byID["R-5"]?[7] == "not_selected")
-        #expect(byID["R-1"]?[8] == "fifo" && byID["R-3"]?[8] == "lottery")
+        #expect(byID["R-1"]?[8] == "lottery" && byID["R-3"]?[8] == "lottery", "every shipped district selects by lottery (RULES2 R3)")
 
         let manifestData = try Data(contentsOf: out.appendingPathComponent("manifest.json"))
         let manifest = try #require(try JSONSerialization.jsonObject(with: manifestData) as? [String: Any])
@@ -221,7 +221,9 @@ struct ExportTests {
         var n: [String: Int] = [:]
         for line in r.stdout.split(separator: "\n") {
             let parts = line.split(separator: " ", omittingEmptySubsequences: true)
-            if let v = parts.last.flatMap({ Int($0) }) { n[parts.dropLast().joined(separator: " "), default: v] = v }
+            // The first line of each label: the arms under "Selected", not those "In the dataset".
+            let label = parts.dropLast().joined(separator: " ")
+            if let v = parts.last.flatMap({ Int($0) }), n[label] == nil { n[label] = v }
         }
         let referred = try #require(n["Referred"])
         #expect(referred == 90)

@@ -262,9 +262,12 @@ enum RelTrial {
     ]
     static let groups = ["disability", "early_access"]
 
-    /// A fresh, initialised trial with a known seed.
+    /// A fresh, initialised trial with a known seed. Under `dcams`, with one
+    /// fifo district, so the suites cover every gatekeeper rule (rules 2
+    /// refuses fifo under `hidden`, R3).
     static func make(sqliteOnly: Bool = false) throws -> TrialFolder {
-        let t = try TrialFolder(sqliteOnly: sqliteOnly)
+        let t = try TrialFolder.withFifo(
+            ["lincolnshire-nottinghamshire-rutland", "dorset-wiltshire-hampshire-iow", "example-north"], sqliteOnly: sqliteOnly)
         let r = try t.initialise(now: initNow, seedHex: seedHex)
         guard r.status == 0 else { throw ChildError("init failed: \(r.stderr)") }
         return t
@@ -344,7 +347,7 @@ enum R {
     static func pending(_ id: String, district: String, date: String) -> String {
         Req.line(Req.envelope(id, "pending", role: "gatekeeper", ["district": district, "gk_date": date]))
     }
-    static func status(_ id: String) -> String { Req.line(Req.envelope(id, "status", role: "gatekeeper")) }
+    static func status(_ id: String) -> String { Req.line(Req.envelope(id, "status", role: "evaluation_admin")) }
     static func nino(_ n: Int) -> [String: String] { ["nino": Req.nino(n)] }
 }
 

@@ -201,6 +201,8 @@ final class BaseTrial: @unchecked Sendable {
     func copy() throws -> TrialFolder {
         let t = try TrialFolder()
         let fm = FileManager.default
+        try fm.removeItem(at: t.config)
+        try fm.copyItem(at: trial.config, to: t.config)
         try fm.copyItem(at: trial.data, to: t.data)
         try fm.copyItem(at: trial.seeds, to: t.seeds)
         for key in ["seed.hex", "pseudonym.key", "evaluation.key"] {
@@ -405,27 +407,12 @@ struct TamperCase: Sendable, CustomTestStringConvertible {
         }
         out.append(
             TamperCase(name: "trial: change the policy row") { _ in
-                TamperPlan(sql: "UPDATE trial SET frontline_rcg = 'dcams';", fails: [("derived_tables", 1)], exclusive: true)
+                TamperPlan(
+                    sql: "UPDATE trial SET frontline_rcg = CASE frontline_rcg WHEN 'dcams' THEN 'hidden' ELSE 'dcams' END;", fails: [("derived_tables", 1)],
+                    exclusive: true)
             })
         return out
     }
 
     static let all: [TamperCase] = log + derived
-}
-
-/// Re-computes every stored hash from `from` on, from the stored hash before it
-/// (the genesis hash for event 1): what an insider who rewrites the log does.
-func rehash(_ store: Store, from: Int) throws {
-    var events: [StoredEvent] = []
-    try store.forEachEvent { events.append($0) }
-    guard let first = events.first, let p1 = try? PayloadJSON.decode(first.payloadText),
-        let c = p1["commitment"].flatMap(Bytes32.init(hex:)), let tid = p1["trial_id"]
-    else { throw ChildError("no trial_started") }
-    var h = from == 1 ? Derivation.genesis(trialID: tid, commitment: c) : Bytes32(hex: events[from - 2].hash)!
-    var sql = ""
-    for e in events where e.seq >= from {
-        h = Chain.next(previous: h, event: Event(seq: e.seq, type: e.type, payload: try PayloadJSON.decode(e.payloadText)))
-        sql += "UPDATE events SET hash = '\(h.hex)' WHERE seq = \(e.seq);"
-    }
-    try store.unsafeExecute(sql)
 }

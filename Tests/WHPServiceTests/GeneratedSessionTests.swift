@@ -19,6 +19,8 @@ private final class TrialModel {
         var seq: Int
         var state: State = .pending
         var gk: Day?
+        /// The day the decision was recorded: RULES2 R1's lock base.
+        var decidedOn: Day?
         var draw: Independent.Draw?
         var stratum: String?
         var lotteryKey: String?
@@ -41,9 +43,9 @@ private final class TrialModel {
         self.permuted = permuted; self.multipliers = multipliers
     }
 
-    /// PROTOCOL.md §5 from-dates.
+    /// PROTOCOL.md §5 from-dates, from the day the decision was recorded (RULES2 R1).
     func from(_ r: Referral) -> Day? {
-        guard let gk = r.gk else { return nil }
+        guard let gk = r.decidedOn ?? r.gk else { return nil }
         switch r.state {
         case .notSelected: return gk.plus(42)
         case .allocated: return gk.addingMonths(24)
@@ -71,10 +73,14 @@ private final class TrialModel {
     }
 
     /// Decides `decided` (indices, with selected?) on `gk`, then allocates the selected in referred order.
+    /// The day the session's clock shows: it moves with the session's dates (SessionSchedule).
+    var clock = Day("2017-10-31")
+
     func decide(run: String, gk: Day, rule: String = "manual", _ decided: [(Int, Bool)]) -> (selected: [String], notSelected: [String]) {
         let ordered = decided.sorted { referrals[$0.0].seq < referrals[$1.0].seq }
         for (i, sel) in ordered {
             referrals[i].gk = gk
+            referrals[i].decidedOn = clock
             referrals[i].rule = rule
             if !sel { referrals[i].state = .notSelected }
         }
@@ -157,7 +163,7 @@ struct GeneratedSessionTests {
             .replacingOccurrences(of: "method = \"permuted_block\"", with: "method = \"\(c.method)\"")
             .replacingOccurrences(of: "stratify_by_group = false", with: "stratify_by_group = \(c.stratifyByGroup)")
             .replacingOccurrences(of: "block_multipliers = [1, 2]", with: "block_multipliers = [\(c.multipliers.map(String.init).joined(separator: ", "))]")
-        let trial = try TrialFolder(trialTOML: trialTOML)
+        let trial = try TrialFolder(trialTOML: TrialFolder.testTrialTOML(trialTOML))
         let seedHex = c.rngSeed % 2 == 0 ? Seeds.b : Seeds.a
         let initRun = try trial.initialise(now: "2017-10-31T09:00:00Z", seedHex: seedHex)
         try #require(initRun.status == 0, "init: \(initRun.stderr)")
@@ -212,6 +218,7 @@ struct GeneratedSessionTests {
                     Q.refer(
                         script.nextID(), rid, claimant: claimantJSON[key]!, district: district.id,
                         group: group, date: date.iso))
+                model.clock = max(model.clock, date)
                 if let code = model.referError(claimant: key, on: date) {
                     expectError(i, code)
                     expectedRefusals[code, default: 0] += 1
@@ -231,6 +238,7 @@ struct GeneratedSessionTests {
                 let run = "run-\(w)-\(district.id)"
                 let pend = model.pending(district.id, upTo: gk)
                 let p = script.add(Q.pending(script.nextID(), district: district.id, date: gk.iso))
+                model.clock = max(model.clock, gk)
                 let pendRows = pend.map { i -> String in
                     let m = model.referrals[i]
                     return "\(m.id)|\(m.group)|\(m.date.iso)"
@@ -277,7 +285,8 @@ struct GeneratedSessionTests {
         #expect(manualRuns > 0 && capacityRuns > 0)
         #expect((expectedRefusals["not_eligible"] ?? 0) > 0, "the generator re-refers claimants inside a lock")
 
-        let now = "2018-09-30T12:00:00Z"
+        // The session's own moving clock: each line is read on the latest day it names.
+        let now: String? = nil
         let resps = try trial.run(script, now: now)
         var mismatches: [String] = []
         for (i, check) in checks.sorted(by: { $0.key < $1.key }) {

@@ -5,7 +5,7 @@ import WHPTestSupport
 /// PROTOCOL.md §4: what work coaches and claimants see.
 @Suite("Views: the hidden-RCG invariant and the exact DCAMS texts")
 struct HiddenPolicyTests {
-    static let now = "2019-06-01T12:00:00Z"
+    static let now: String? = nil  // the session's own moving clock
 
     /// The texts of PROTOCOL.md §4, written out from the spec's tables.
     static func workCoachView(trueStatus: String, policy: String, gk: Day?, name: String?) -> [String: String] {
@@ -138,11 +138,14 @@ struct HiddenPolicyTests {
         struct Case { var d: Day; var members: [Member] }
         var cases: [Case] = []
         var claimantNo = 1
-        var lastDate: [String: Day] = [:]
+        // Runs in date order across districts: under rules 2 a lock runs from the
+        // day its decision was recorded (RULES2 R1), and the session's clock
+        // moves with its dates, so each run is recorded on its own gk_date.
+        var lastDate = Day("2017-07-03")
         for k in 0..<36 {
             let district = districts[k % districts.count]
-            let d = (lastDate[district.id] ?? Day("2017-07-03")).plus(rng.int(1...30))
-            lastDate[district.id] = d
+            let d = lastDate.plus(rng.int(1...6))
+            lastDate = d
             var members: [Member] = []
             for q in 0..<rng.int(6...10) {
                 let c = rng.chance(0.3) ? Q.ref(claimantNo) : Q.nino(claimantNo)
@@ -290,8 +293,13 @@ struct HiddenPolicyTests {
                 ? Self.claimantView(trueStatus: st)
                 : Self.workCoachView(trueStatus: st, policy: policy, gk: gk, name: name)
             expected["referral_id"] = rid
-            let got = r[i].result as? [String: String] ?? [:]
-            if !r[i].ok || got != expected { wrong.append("\(st) \(audience) name=\(name ?? "nil"): got \(r[i].line), expected \(expected)") }
+            // RULES2 R14: a WHP or PSC place always shows its progress ([] before any step), nothing else does.
+            let place = audience == "work_coach" && ["allocated_whp", "allocated_psc"].contains(st)
+            let progress = r[i].result["progress"] as? [Any]
+            let got = r[i].result.filter { $0.key != "progress" } as? [String: String] ?? [:]
+            if !r[i].ok || got != expected || (place ? progress?.isEmpty != true : r[i].result["progress"] != nil) {
+                wrong.append("\(st) \(audience) name=\(name ?? "nil"): got \(r[i].line), expected \(expected)")
+            }
         }
         expectNone(wrong, "views differ from PROTOCOL.md §4")
         // Spot checks written out in full, so a shared mistake in the table above cannot hide.

@@ -30,7 +30,9 @@ struct LockBoundaryTests {
             s.add(Q.refer(s.nextID(), "ns-\(k)", claimant: Q.nino(2000 + k), district: "example-north", date: "2017-11-0\(k)"))
         }
         s.add(Q.capacity(s.nextID(), run: "ns-run", district: "example-north", date: "2017-11-13", 0), tag: "ns-run")
-        let r1 = try trial.run(s, now: Self.now)
+        // Under the session's moving clock, each run is recorded on its gk_date, so
+        // the locks below run from those dates (RULES2 R1).
+        let r1 = try trial.run(s, now: nil)
         #expect(r1.allSatisfy { $0.ok }, "setup: \(r1.filter { !$0.ok })")
         #expect(r1[s.index("leap-run")].strings("selected") == leap)
         #expect(r1[s.index("ns-run")].strings("not_selected") == ["ns-1", "ns-2", "ns-3"])
@@ -44,24 +46,6 @@ struct LockBoundaryTests {
         let n1 = Q.nino(2001), n2 = Q.nino(2002), n3 = Q.nino(2003)  // not selected on 2017-11-13: from 2017-12-25
 
         var t = Script()
-        // RCG lock across the leap day.
-        t.add(Q.refer(t.nextID(), "x-0227", claimant: x, district: "devon-cornwall", date: "2018-02-27"), tag: "x-0227")
-        t.add(Q.eligibility(t.nextID(), claimant: x, date: "2018-02-27"), tag: "x-elig-0227")
-        t.add(Q.eligibility(t.nextID(), claimant: x, date: "2016-03-01"), tag: "x-elig-early")
-        t.add(Q.eligibility(t.nextID(), claimant: y, date: "2018-02-27"), tag: "y-elig-0227")
-        t.add(Q.outcome(t.nextID(), rid: leap[rcgK], name: "Ann"), tag: "x-outcome")
-        // A flag and an opt-out lift nothing.
-        t.add(Q.flag(t.nextID(), leap[rcgK], reason: "ineligible"), tag: "x-flag")
-        t.add(Q.optOut(t.nextID(), claimant: x, date: "2018-01-10"), tag: "x-optout")
-        t.add(Q.refer(t.nextID(), "x-0227b", claimant: x, district: "example-south", date: "2018-02-27"), tag: "x-0227b")
-        t.add(Q.eligibility(t.nextID(), claimant: x, date: "2018-02-27"), tag: "x-elig-0227b")
-        t.add(Q.eligibility(t.nextID(), claimant: x, date: "2018-02-28"), tag: "x-elig-0228")
-        t.add(Q.refer(t.nextID(), "x-0228", claimant: x, district: "devon-cornwall", date: "2018-02-28"), tag: "x-0228")
-        // A pending referral blocks a second one, and hides any eligible_from.
-        t.add(Q.refer(t.nextID(), "x-0301", claimant: x, district: "example-north", date: "2018-03-01"), tag: "x-dup")
-        t.add(Q.eligibility(t.nextID(), claimant: x, date: "2018-03-05"), tag: "x-elig-pending")
-        t.add(Q.refer(t.nextID(), "y-0228", claimant: y, district: "devon-cornwall", date: "2018-02-28"), tag: "y-0228")
-
         // Not selected on d = 2017-11-13: d+41 = 2017-12-24 refused, d+42 = 2017-12-25 accepted.
         t.add(Q.refer(t.nextID(), "n1-d41", claimant: n1, district: "example-north", date: "2017-12-24"), tag: "n1-d41")
         t.add(Q.eligibility(t.nextID(), claimant: n1, date: "2017-12-24"), tag: "n1-elig-d41")
@@ -89,8 +73,28 @@ struct LockBoundaryTests {
         t.add(Q.cancel(t.nextID(), "c-1"), tag: "c-cancel")
         t.add(Q.eligibility(t.nextID(), claimant: c, date: "2017-12-01"), tag: "c-elig")
         t.add(Q.refer(t.nextID(), "c-2", claimant: c, district: "dorset-wiltshire-hampshire-iow", date: "2017-12-01"), tag: "c-2")
+        // Last, so the session's clock (which moves with its dates) records the
+        // run of 2018-01-15 on that day: its lock runs from then (RULES2 R1).
+        // RCG lock across the leap day.
+        t.add(Q.refer(t.nextID(), "x-0227", claimant: x, district: "devon-cornwall", date: "2018-02-27"), tag: "x-0227")
+        t.add(Q.eligibility(t.nextID(), claimant: x, date: "2018-02-27"), tag: "x-elig-0227")
+        t.add(Q.eligibility(t.nextID(), claimant: x, date: "2016-03-01"), tag: "x-elig-early")
+        t.add(Q.eligibility(t.nextID(), claimant: y, date: "2018-02-27"), tag: "y-elig-0227")
+        t.add(Q.outcome(t.nextID(), rid: leap[rcgK], name: "Ann"), tag: "x-outcome")
+        // A flag and an opt-out lift nothing.
+        t.add(Q.flag(t.nextID(), leap[rcgK], reason: "ineligible"), tag: "x-flag")
+        t.add(Q.optOut(t.nextID(), claimant: x, date: "2018-01-10"), tag: "x-optout")
+        t.add(Q.refer(t.nextID(), "x-0227b", claimant: x, district: "example-south", date: "2018-02-27"), tag: "x-0227b")
+        t.add(Q.eligibility(t.nextID(), claimant: x, date: "2018-02-27"), tag: "x-elig-0227b")
+        t.add(Q.eligibility(t.nextID(), claimant: x, date: "2018-02-28"), tag: "x-elig-0228")
+        t.add(Q.refer(t.nextID(), "x-0228", claimant: x, district: "devon-cornwall", date: "2018-02-28"), tag: "x-0228")
+        // A pending referral blocks a second one, and hides any eligible_from.
+        t.add(Q.refer(t.nextID(), "x-0301", claimant: x, district: "example-north", date: "2018-03-01"), tag: "x-dup")
+        t.add(Q.eligibility(t.nextID(), claimant: x, date: "2018-03-05"), tag: "x-elig-pending")
+        t.add(Q.refer(t.nextID(), "y-0228", claimant: y, district: "devon-cornwall", date: "2018-02-28"), tag: "y-0228")
+
         let before = try trial.logHead(now: Self.now)
-        let r = try trial.run(t, now: Self.now)
+        let r = try trial.run(t, now: nil)
         func at(_ tag: String) -> Resp { r[t.index(tag)] }
 
         expectError(at("x-0227"), "not_eligible", field: "claimant", "RCG on 2016-02-29, referred 2018-02-27:")

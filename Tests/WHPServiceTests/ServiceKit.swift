@@ -57,7 +57,7 @@ struct LogHead: Equatable, CustomStringConvertible {
 // MARK: - Requests beyond `Req`
 
 enum Q {
-    static func status(_ id: String, role: String = "gatekeeper") -> String {
+    static func status(_ id: String, role: String = "evaluation_admin") -> String {
         Req.line(Req.envelope(id, "status", role: role))
     }
     static func refer(
@@ -137,7 +137,7 @@ struct Script {
 
 extension TrialFolder {
     /// Runs a script through one `whp serve`; expects exit 0 and one response per line, ids echoed.
-    func run(_ s: Script, now: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [Resp] {
+    func run(_ s: Script, now: String?, sourceLocation: SourceLocation = #_sourceLocation) throws -> [Resp] {
         let (r, out) = try serveStreaming(s.lines, now: now)
         #expect(r.status == 0, "serve exit \(r.status): \(r.stderr)", sourceLocation: sourceLocation)
         try #require(
@@ -341,11 +341,11 @@ struct DistrictModel {
     var weights: [Int]
 
     static let shipped: [DistrictModel] = [
-        DistrictModel(id: "lincolnshire-nottinghamshire-rutland", psc: true, lottery: false, weights: [1, 1, 1]),
+        DistrictModel(id: "lincolnshire-nottinghamshire-rutland", psc: true, lottery: true, weights: [1, 1, 1]),
         DistrictModel(id: "leicestershire-northants", psc: true, lottery: true, weights: [1, 1, 1]),
-        DistrictModel(id: "dorset-wiltshire-hampshire-iow", psc: true, lottery: false, weights: [1, 1, 1]),
+        DistrictModel(id: "dorset-wiltshire-hampshire-iow", psc: true, lottery: true, weights: [1, 1, 1]),
         DistrictModel(id: "devon-cornwall", psc: true, lottery: true, weights: [1, 1, 1]),
-        DistrictModel(id: "example-north", psc: false, lottery: false, weights: [1, 0, 1]),
+        DistrictModel(id: "example-north", psc: false, lottery: true, weights: [1, 0, 1]),
         DistrictModel(id: "example-south", psc: false, lottery: true, weights: [2, 0, 1]),
     ]
     static let pscIDs: Set<String> = Set(shipped.filter(\.psc).map(\.id))

@@ -3,6 +3,7 @@ import Testing
 import WHPCrypto
 import WHPDomain
 import WHPJSON
+import WHPApp
 import WHPTestSupport
 
 /// ALLOCATION.md §6, computed here from the spec: every regular file of the
@@ -43,6 +44,8 @@ private func determinismSession() -> [String] {
     s.add(Q.disclose(s.nextID(), "dt-2"))
     s.add(Q.optOut(s.nextID(), claimant: Q.nino(3), date: "2017-12-01"))
     s.add(Q.flag(s.nextID(), "dt-8", reason: "wrong_group"))
+    // dt-8 was not selected in a run recorded on 2017-11-30 (the session's
+    // clock moves with its dates): its lock ended on 2018-01-11 (RULES2 R1).
     s.add(Q.refer(s.nextID(), "dt-again", claimant: Q.nino(8), district: "example-north", date: "2018-01-11"))
     s.add(Q.status("end"))
     return s.lines
@@ -75,12 +78,14 @@ struct StartupAndDeterminismTests {
             try Data(contentsOf: b.data.appendingPathComponent("keys/pseudonym.key"))
                 == Data(contentsOf: a.data.appendingPathComponent("keys/pseudonym.key")), "init kept the copied key")
         let heads0 = try [a, b, c].map { try $0.logHead(now: Self.now) }
-        #expect(heads0[0] == heads0[1] && heads0[0] == heads0[2], "trial_started depends on the seed and config only: \(heads0)")
+        // RULES2 R4: trial_started binds the pseudonym and evaluation keys (their key checks), so c, with keys of its own, starts elsewhere.
+        #expect(heads0[0] == heads0[1] && heads0[0] != heads0[2], "trial_started depends on the seed, the config and the keys: \(heads0)")
 
         let session = determinismSession()
-        let outA = try a.serveStreaming(session, now: Self.now).1
-        let outB = try b.serveStreaming(session, now: Self.now).1
-        let outC = try c.serveStreaming(session, now: Self.now).1
+        // Each under the session's own moving clock.
+        let outA = try a.serveStreaming(session).1
+        let outB = try b.serveStreaming(session).1
+        let outC = try c.serveStreaming(session).1
         try #require(outA.count == session.count && outB.count == session.count && outC.count == session.count)
         #expect(outA.map(Resp.init).filter { !$0.ok }.isEmpty, "\(outA.filter { !Resp($0).ok })")
         #expect(outA == outB, "same keys and clock: byte-identical responses")
@@ -93,7 +98,13 @@ struct StartupAndDeterminismTests {
         let d = try TrialFolder()
         try Self.shareKeys(from: a, to: d)
         try #require(try d.initialise(now: "2017-10-02T09:00:00Z", seedHex: Seeds.a).status == 0)
-        let outD = try d.serveStreaming(session, now: "2018-02-01T10:00:01Z").1
+        // An hour later on every day of the session, through the in-process door.
+        let door = try InProcessService(d, now: "2017-10-02T10:00:00Z")
+        var outD: [String] = []
+        for step in SessionSchedule.steps(session) {
+            door.clock.set(Instant(seconds: step.at.seconds + 3_600))
+            outD += door.send(step.lines)
+        }
         #expect(Array(outA.dropLast()) == Array(outD.dropLast()))
         #expect(outD.last.map(Resp.init).flatMap(LogHead.init)?.head != headA.head, "recorded_at is in the chain")
         #expect(try a.verify(["--seed", a.seedFile.path]).status == 0 && b.verify(["--seed", b.seedFile.path]).status == 0)

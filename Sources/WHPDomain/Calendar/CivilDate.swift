@@ -105,17 +105,27 @@ public struct CivilDate: Hashable, Comparable, Sendable, CustomStringConvertible
         self.init(year: yoe + era * 400 + (m <= 2 ? 1 : 0), month: m, day: d)
     }
 
-    /// `d + k days`. Traps only past year 9999, which no lock reaches.
+    /// The first and last dates the type holds.
+    public static let earliest = CivilDate(year: 1, month: 1, day: 1)!
+    public static let latest = CivilDate(year: 9999, month: 12, day: 31)!
+
+    /// `d + k days` (k may be negative). Total: a result past 9999-12-31 (or
+    /// before year 1) stops there, so a lock that would end later ends then,
+    /// and no date read from a log can trap the arithmetic.
     public func adding(days k: Int) -> CivilDate {
-        CivilDate(dayNumber: dayNumber + k)!
+        let n = dayNumber
+        guard k < CivilDate.latest.dayNumber - n else { return CivilDate.latest }
+        guard k > CivilDate.earliest.dayNumber - n else { return CivilDate.earliest }
+        return CivilDate(dayNumber: n + k)!
     }
 
     /// `add_months(d, k)`: same day of month, clamped to the target month's end
-    /// (2016-02-29 + 24 months = 2018-02-28).
+    /// (2016-02-29 + 24 months = 2018-02-28). Total like `adding(days:)`;
+    /// a negative `k` counts as 0.
     public func adding(months k: Int) -> CivilDate {
-        precondition(k >= 0)
-        let total = (year * 12 + (month - 1)) + k
+        let total = (year * 12 + (month - 1)) + min(max(k, 0), 12 * 10_000)
         let y = total / 12, m = total % 12 + 1
+        guard y <= 9999 else { return CivilDate.latest }
         return CivilDate(year: y, month: m, day: min(day, CivilDate.daysIn(month: m, year: y)))!
     }
 

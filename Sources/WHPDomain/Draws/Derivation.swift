@@ -115,7 +115,12 @@ public final class SeedDerivation {
     private var alloc: [UInt8], block: [UInt8], lottery: [UInt8]
     private var scratch: [UInt8] = []
 
+    private let seed: Bytes32
+    private let trialID: String
+
     public init(seed: Bytes32, trialID: String) {
+        self.seed = seed
+        self.trialID = trialID
         key = HMACKey(seed)
         alloc = ByteWriter.enc("whp/alloc/v1") + ByteWriter.enc(trialID)
         block = ByteWriter.enc("whp/block/v1") + ByteWriter.enc(trialID)
@@ -151,6 +156,15 @@ public final class SeedDerivation {
         scratch.removeAll(keepingCapacity: true)
         encScratch(stratum); u64Scratch(UInt64(b))
         return mac(block)
+    }
+
+    /// RULES2 R15: `p_j` and `q_b` of provider stratum π (not on the hot path: the one-shot forms).
+    public func providerSeed(providerStratum: String, index: Int) -> Bytes32 {
+        Derivation.providerSeed(seed: seed, trialID: trialID, providerStratum: providerStratum, index: index)
+    }
+
+    public func providerBlockSeed(providerStratum: String, block: Int) -> Bytes32 {
+        Derivation.providerBlockSeed(seed: seed, trialID: trialID, providerStratum: providerStratum, block: block)
     }
 
     /// A referral's gatekeeper lottery key within one run.

@@ -172,3 +172,27 @@ public enum ProviderDraw {
         }
     }
 }
+
+/// Which shares a provider draw uses (RULES2 R15): among the `shares_set`
+/// events for its district and arm earlier in the log, the one with the
+/// latest `effective` on or before the allocation's recorded date (ties: the
+/// greatest seq); without one, the config's.
+public enum SharesInForce {
+    public struct Change: Sendable, Equatable {
+        public var effective: CivilDate
+        public var shares: String
+        public var seq: Int
+        public init(effective: CivilDate, shares: String, seq: Int) { self.effective = effective; self.shares = shares; self.seq = seq }
+    }
+
+    /// Nil only when the change in force does not parse (a crafted log).
+    public static func on(_ date: CivilDate, changes: [Change], configured: ProviderShares) -> ProviderShares? {
+        var best: Change?
+        for c in changes where c.effective <= date {
+            if let b = best, (c.effective, c.seq) < (b.effective, b.seq) { continue }
+            best = c
+        }
+        guard let best else { return configured }
+        return ProviderShares(text: best.shares)
+    }
+}

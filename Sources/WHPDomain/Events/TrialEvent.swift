@@ -327,3 +327,22 @@ public struct SharesSet: Sendable, Equatable {
         self.actor = actor; self.recordedAt = recordedAt
     }
 }
+
+/// The order of the follow-up steps (RULES2 R14), decided once: the service
+/// refuses a step out of order, and `verify` fails one.
+public enum FollowUpOrder {
+    /// Whether `step` may come after the steps already taken, and which step
+    /// its date must not precede (nil: the first step, bounded by the
+    /// decision's recorded date). `.none` when it may not come now.
+    public static func previous(of step: FollowUpStep, after taken: [FollowUpStep]) -> FollowUpStep?? {
+        guard !taken.contains(step) else { return .none }
+        switch step {
+        case .providerReferral:
+            return taken.isEmpty ? .some(nil) : .none
+        case .started, .didNotStart:
+            return taken == [.providerReferral] ? .some(.providerReferral) : .none
+        case .left:
+            return taken == [.providerReferral, .started] ? .some(.started) : .none
+        }
+    }
+}

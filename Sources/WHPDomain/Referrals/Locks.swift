@@ -1,5 +1,4 @@
 import WHPCrypto
-import WHPCrypto
 
 /// What the lock rules and views read of one referral of a person.
 public struct ReferralOutcome: Sendable, Equatable {
@@ -38,33 +37,42 @@ public enum Locks {
         }
     }
 
-    /// Eligibility on `date` given every referral of the claimant. Flags and
-    /// opt-outs change nothing here: a flagged or opted-out claimant keeps the lock.
+    /// Eligibility on `date` given every referral of the person (RULES2 R6:
+    /// whichever identifier each was made under). Flags and opt-outs change
+    /// nothing here: a flagged or opted-out person keeps the lock.
+    ///
+    /// `eligibleFrom` is given only when nothing is pending. Under `dcams` it is
+    /// the latest from-date after `date`. Under `hidden` it is the latest from-date
+    /// after `date` of a WHP or PSC allocation, whatever the person's other
+    /// locks (RULES2 R6), so that neither an RCG lock nor a linked identifier's
+    /// lock can show. With `allocated_once` (RULES2 R14) a person with any
+    /// allocation is never eligible again and never gets a from-date.
     public static func eligibility(
         history: [ReferralOutcome], on date: CivilDate,
         lengths: LockLengths, policy: FrontlineRCG
     ) -> Eligibility {
         let pending = history.contains { $0.status == .awaitingGatekeeper }
+        if lengths.allocatedOnce && history.contains(where: { if case .allocated = $0.status { true } else { false } }) {
+            return Eligibility(eligible: false, eligibleFrom: nil, pending: pending)
+        }
         var latest: CivilDate?
-        var latestShown = false
+        var latestAllocatedPlace: CivilDate?
         for o in history {
             guard let from = fromDate(of: o, lengths: lengths) else { continue }
-            let shown: Bool
-            switch (policy, o.status) {
-            case (.dcams, _): shown = true
-            case (.hidden, .allocated(.whp)), (.hidden, .allocated(.psc)): shown = true
-            default: shown = false
-            }
-            if latest == nil || from > latest! {
-                latest = from
-                latestShown = shown
-            } else if from == latest! {
-                latestShown = latestShown || shown
+            latest = max(latest ?? from, from)
+            if o.status == .allocated(.whp) || o.status == .allocated(.psc) {
+                latestAllocatedPlace = max(latestAllocatedPlace ?? from, from)
             }
         }
         let locked = latest.map { date < $0 } ?? false
         let eligible = !pending && !locked
-        let from = (!eligible && !pending && locked && latestShown) ? latest : nil
+        var from: CivilDate?
+        if !pending {
+            switch policy {
+            case .dcams: from = locked ? latest : nil
+            case .hidden: from = latestAllocatedPlace.flatMap { $0 > date ? $0 : nil }
+            }
+        }
         return Eligibility(eligible: eligible, eligibleFrom: from, pending: pending)
     }
 }

@@ -23,9 +23,11 @@ public enum Views {
         return template.split(separator: "{name}", omittingEmptySubsequences: false).joined(separator: name)
     }
 
+    /// `provider` is the provider's name of a WHP/PSC allocation that drew
+    /// one (RULES2 R15); it is inserted as is, never expanded.
     public static func workCoach(
         _ outcome: ReferralOutcome, lengths: LockLengths,
-        policy: FrontlineRCG, name: String?
+        policy: FrontlineRCG, name: String?, provider: String? = nil
     ) -> WorkCoachView {
         let dateText = outcome.gkDate?.longText ?? ""
         let fromText = Locks.fromDate(of: outcome, lengths: lengths)?.longText ?? ""
@@ -72,14 +74,28 @@ public enum Views {
             )
         }
         let shownDate: CivilDate? = (outcome.status == .awaitingGatekeeper || outcome.status == .cancelled) ? nil : outcome.gkDate
+        var nextSteps = fill(next, name: name)
+        if let provider, outcome.status == .allocated(.whp) || outcome.status == .allocated(.psc) {
+            nextSteps = fill("Please refer {name} to ", name: name) + provider + " through the appropriate referral system (LMS / WSP / DPT)"
+        }
         return WorkCoachView(
             status: status, date: shownDate, summary: fill(summary, name: name),
-            outcomeText: fill(text, name: name), nextSteps: fill(next, name: name))
+            outcomeText: fill(text, name: name), nextSteps: nextSteps)
     }
 
     /// The claimant's own view: the same under both policies, RCG never shown.
-    public static func claimant(_ status: ReferralStatus) -> ClaimantView {
-        switch status {
+    public static func claimant(_ status: ReferralStatus, provider: String? = nil) -> ClaimantView {
+        if let provider {
+            switch status {
+            case .allocated(.whp):
+                return ClaimantView(status: "offered_place", message: "You have been allocated a place on the Work and Health Programme with \(provider).")
+            case .allocated(.psc):
+                return ClaimantView(
+                    status: "offered_place", message: "You have been allocated a place with the Public Sector Comparator, with \(provider).")
+            default: break
+            }
+        }
+        return switch status {
         case .awaitingGatekeeper:
             ClaimantView(status: "pending", message: "We will tell you the outcome of your referral to the Work and Health Programme soon.")
         case .allocated(.whp):

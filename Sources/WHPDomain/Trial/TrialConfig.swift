@@ -15,14 +15,48 @@ public enum GatekeeperRule: String, Sendable { case fifo, lottery }
 /// How work-coach views treat RCG (PROTOCOL.md §4). `hidden` is the default.
 public enum FrontlineRCG: String, Sendable { case hidden, dcams }
 
-/// Lock lengths from `[locks]` (PROTOCOL.md §5).
+/// Lock lengths from `[locks]` (PROTOCOL.md §5, RULES2 R14).
 public struct LockLengths: Sendable, Equatable {
     public var notSelectedDays: Int
     public var rcgMonths: Int
     public var allocatedMonths: Int
-    public init(notSelectedDays: Int = 42, rcgMonths: Int = 24, allocatedMonths: Int = 24) {
+    /// RULES2 R14: a person with any allocation is never eligible again.
+    public var allocatedOnce: Bool
+    public init(notSelectedDays: Int = 42, rcgMonths: Int = 24, allocatedMonths: Int = 24, allocatedOnce: Bool = false) {
         self.notSelectedDays = notSelectedDays; self.rcgMonths = rcgMonths; self.allocatedMonths = allocatedMonths
+        self.allocatedOnce = allocatedOnce
     }
+}
+
+/// `[recruitment]` (RULES2 R2): the dates a referral or a run may carry.
+public struct Recruitment: Sendable, Equatable {
+    /// Default: the UTC date of `whp init` (the trial's `trial_started`).
+    public var opens: CivilDate?
+    public var closes: CivilDate?
+    public var maxBackdateDays: Int
+    public init(opens: CivilDate? = nil, closes: CivilDate? = nil, maxBackdateDays: Int = 14) {
+        self.opens = opens; self.closes = closes; self.maxBackdateDays = maxBackdateDays
+    }
+}
+
+/// `[deadlines]` (RULES2 R14).
+public struct Deadlines: Sendable, Equatable {
+    public var providerReferralWorkingDays: Int
+    public var startWorkingDays: Int
+    public var pendingDays: Int
+    public init(providerReferralWorkingDays: Int = 10, startWorkingDays: Int = 15, pendingDays: Int = 28) {
+        self.providerReferralWorkingDays = providerReferralWorkingDays; self.startWorkingDays = startWorkingDays
+        self.pendingDays = pendingDays
+    }
+}
+
+/// A provider of one district and arm (RULES2 R15).
+public struct Provider: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var arm: Arm
+    public var share: Int
+    public init(id: String, name: String, arm: Arm, share: Int) { self.id = id; self.name = name; self.arm = arm; self.share = share }
 }
 
 /// Arm weights of one district; arms it does not list weigh 0.
@@ -46,9 +80,25 @@ public struct District: Sendable, Equatable {
     public var psc: Bool
     public var gatekeeperRule: GatekeeperRule
     public var weights: Weights
-    public init(id: String, name: String, psc: Bool, gatekeeperRule: GatekeeperRule, weights: Weights) {
+    public var providers: [Provider]
+    public init(id: String, name: String, psc: Bool, gatekeeperRule: GatekeeperRule, weights: Weights, providers: [Provider] = []) {
         self.id = id; self.name = name; self.psc = psc; self.gatekeeperRule = gatekeeperRule; self.weights = weights
+        self.providers = providers
     }
+
+    /// The providers of one arm, sorted by id.
+    public func providers(of arm: Arm) -> [Provider] {
+        providers.filter { $0.arm == arm }.sorted { $0.id.utf8.lexicographicallyPrecedes($1.id.utf8) }
+    }
+
+    /// The config's shares of one arm, or nil when the arm has no providers here.
+    public func configuredShares(of arm: Arm) -> ProviderShares? {
+        let list = providers(of: arm)
+        guard !list.isEmpty else { return nil }
+        return ProviderShares(Dictionary(uniqueKeysWithValues: list.map { ($0.id, $0.share) }))
+    }
+
+    public func provider(_ id: String) -> Provider? { providers.first { $0.id == id } }
 }
 
 /// Everything a deployment decides (CONFIG.md), validated.
@@ -61,15 +111,37 @@ public struct TrialConfig: Sendable, Equatable {
     public var groups: [String]
     public var locks: LockLengths
     public var districts: [District]
+    public var recruitment: Recruitment
+    public var deadlines: Deadlines
+    /// `calendar.toml`'s bank holidays: the days that are not working days (RULES2 R14).
+    public var bankHolidays: Set<CivilDate>
 
     public init(
         trialID: String, method: AllocationMethod = .permutedBlock, blockMultipliers: [Int] = [1, 2],
         stratifyByGroup: Bool = false, frontlineRCG: FrontlineRCG = .hidden, groups: [String],
-        locks: LockLengths = LockLengths(), districts: [District]
+        locks: LockLengths = LockLengths(), districts: [District], recruitment: Recruitment = Recruitment(),
+        deadlines: Deadlines = Deadlines(), bankHolidays: Set<CivilDate> = []
     ) {
         self.trialID = trialID; self.method = method; self.blockMultipliers = blockMultipliers
         self.stratifyByGroup = stratifyByGroup; self.frontlineRCG = frontlineRCG; self.groups = groups
-        self.locks = locks; self.districts = districts
+        self.locks = locks; self.districts = districts; self.recruitment = recruitment; self.deadlines = deadlines
+        self.bankHolidays = bankHolidays
+    }
+
+    /// Whether any district lists a provider (the `providers` check applies).
+    public var hasProviders: Bool { districts.contains { !$0.providers.isEmpty } }
+
+    /// The config rules that depend on the trial's revision (RULES2 R3): a
+    /// config that breaks one may not start or serve a rules 2 trial, and
+    /// `verify` fails `config_rules` on it.
+    public func ruleViolations(_ rules: RulesVersion) -> [ConfigError] {
+        guard rules >= .two, frontlineRCG == .hidden else { return [] }
+        return districts.filter { $0.gatekeeperRule == .fifo }.map { d in
+            ConfigError(
+                file: "districts.toml", district: d.id, key: "gatekeeper_rule",
+                "fifo cannot be used under frontline_rcg = \"hidden\": fifo selects a known prefix of the queue, so a work coach who sees a WHP or PSC allocation knows that every older \"not allocated\" referral of the same run is RCG. Use gatekeeper_rule = \"lottery\", or frontline_rcg = \"dcams\" where work coaches may see RCG (RULES2 R3)"
+            )
+        }
     }
 
     public func district(_ id: String) -> District? { districts.first { $0.id == id } }

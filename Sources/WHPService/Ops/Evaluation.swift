@@ -14,15 +14,16 @@ extension Engine {
     }
 
     /// `flag_error`: the allocation keeps its arm and its lock; the flag is for evaluators.
-    func flagError(_ rid: String, reason: FlagReason, _ c: Context, _ tx: inout StoreTransaction) throws -> Answer {
+    /// RULES2 R14: `corrected_group` records the group a `wrong_group`
+    /// referral should have had; the arm, the stratum and the lock stay.
+    func flagError(_ rid: String, reason: FlagReason, correctedGroup: String?, _ c: Context, _ tx: inout StoreTransaction) throws -> Answer {
         guard let ref = try tx.referral(rid) else { return .error(ProtocolError(.notFound, field: "referral_id")) }
         if let flag = ref.flag {
-            return flag == reason ? .ok(Self.flagged(rid, flag)) : .error(ProtocolError(.conflict, field: "reason"))
+            return flag == reason && ref.correctedGroup == correctedGroup
+                ? .ok(Self.flagged(rid, flag)) : .error(ProtocolError(.conflict, field: "reason"))
         }
         let event = TrialEvent.flaggedInError(
-            FlaggedInError(
-                referralID: rid, reason: reason, correctedGroup: nil,
-                actor: c.actor, recordedAt: c.at))
+            FlaggedInError(referralID: rid, reason: reason, correctedGroup: correctedGroup, actor: c.actor, recordedAt: c.at))
         guard ref.state.after(event) != nil else { return .error(ProtocolError(.wrongState, field: "referral_id")) }
         try tx.append(event)
         return .ok(Self.flagged(rid, reason))

@@ -26,8 +26,11 @@ extension Engine {
         runID: String, district: String, gkDate: CivilDate, selection: GatekeeperSelectionInput,
         _ c: Context, _ tx: inout StoreTransaction
     ) throws -> Answer {
-        // Idempotency: the same run again gets its first answer.
-        if let run = try tx.run(runID) {
+        // Idempotency (RULES2 R8): the same run again gets its first answer,
+        // before any other check; a different one under a used run_id is
+        // `conflict` only once the checks before it have passed.
+        let used = try tx.run(runID)
+        if let run = used {
             let decided = try tx.referrals(run: runID).map { (id: $0.referralID, selected: $0.state != .notSelected) }
             var same = run.district == district && run.gkDate == gkDate
             switch selection {
@@ -37,13 +40,14 @@ extension Engine {
                     same && run.rule == .manual
                     && Set(list.map { "\($0.0)|\($0.1)" }) == Set(decided.map { "\($0.id)|\($0.selected)" })
             }
-            return same
-                ? .ok(runAnswer(runID, district: district, gkDate: gkDate, decided))
-                : .error(ProtocolError(.conflict, field: "run_id"))
+            if same { return .ok(runAnswer(runID, district: district, gkDate: gkDate, decided)) }
         }
+        if let deferred = c.deferred { return .error(deferred) }
+        // A run cannot be back-dated before the district's previous one (PROTOCOL.md §3).
         if let last = try tx.lastGatekeeperDate(district: district), gkDate < last {
-            return .error(ProtocolError(.invalidField, field: "gk_date"))
+            return .error(ProtocolError(.invalidField, field: "gk_date", detail: "gk_date is before the district's previous run (\(last.iso))"))
         }
+        if used != nil { return .error(ProtocolError(.conflict, field: "run_id")) }
         guard let d = config.district(district) else { return .error(ProtocolError(.unknownDistrict, field: "district")) }
 
         // Decide: (referral, selected?, lottery key) in referred order.
@@ -95,9 +99,25 @@ extension Engine {
         let (draw, _) = Allocator.next(
             state: try tx.stratum(stratum), seed: keys.seed, trialID: config.trialID, stratum: stratum,
             weights: d.weights, method: config.method, multipliers: config.blockMultipliers)
+        // RULES2 R15: an arm with providers in the district draws one in the
+        // same event, so no event count depends on the arm.
+        var provider: ProviderAllocation?
+        if let configured = d.configuredShares(of: draw.arm) {
+            let changes = try tx.sharesSet(district: d.id, arm: draw.arm).map {
+                SharesInForce.Change(effective: $0.effective, shares: $0.shares, seq: $0.seq)
+            }
+            guard let shares = SharesInForce.on(at.date, changes: changes, configured: configured) else {
+                throw StoreError("the shares in force for \(d.id) \(draw.arm.rawValue) do not parse: run `whp verify`")
+            }
+            let pi = ProviderDraw.stratum(stratum, arm: draw.arm)
+            provider = ProviderDraw.next(
+                state: try tx.providerStratum(pi), seed: keys.seed, trialID: config.trialID, stratum: pi,
+                shares: shares, method: config.method, multipliers: config.blockMultipliers)
+            guard provider != nil else { throw StoreError("no provider of \(d.id) \(draw.arm.rawValue) has a share") }
+        }
         return Allocated(
             referralID: ref.referralID, claimant: ref.claimant, district: d.id, group: ref.group, stratum: stratum,
             index: draw.index, arm: draw.arm, allocSeed: draw.allocSeed, gkDate: gkDate, runID: runID,
-            slot: draw.slot, provider: nil, recordedAt: at)
+            slot: draw.slot, provider: provider, recordedAt: at)
     }
 }

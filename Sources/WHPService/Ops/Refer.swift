@@ -16,8 +16,11 @@ extension Engine {
             let same =
                 existing.claimant == claimant && existing.district == district && existing.group == group
                 && existing.referralDate == date
-            return same ? .ok(Self.awaiting(rid)) : .error(ProtocolError(.conflict, field: "referral_id"))
+            if same { return .ok(Self.awaiting(rid)) }
+            if let deferred = c.deferred { return .error(deferred) }
+            return .error(ProtocolError(.conflict, field: "referral_id"))
         }
+        if let deferred = c.deferred { return .error(deferred) }
         let e = eligibility(of: history, on: date)
         if e.pending { return .error(ProtocolError(.duplicateReferral, field: "claimant")) }
         if !e.eligible { return .error(ProtocolError(.notEligible, field: "claimant")) }
