@@ -271,7 +271,14 @@ public struct StoreTransaction {
             SELECT r.person, r.district, r.grp, r.referral_date, r.status, r.gk_date, r.rule, r.flag,
                    CASE WHEN EXISTS (SELECT 1 FROM opt_outs o WHERE o.claimant = r.person)
                           OR EXISTS (SELECT 1 FROM opt_outs o JOIN links l ON l.alias = o.claimant WHERE l.claimant = r.person)
-                        THEN 1 ELSE 0 END AS opted
+                        THEN 1 ELSE 0 END AS opted,
+                   r.corrected_group, r.disclosed, r.provider,
+                   (SELECT date FROM follow_ups f WHERE f.step_key = r.referral_id || '|provider_referral'),
+                   (SELECT date FROM follow_ups f WHERE f.step_key = r.referral_id || '|started'),
+                   (SELECT date FROM follow_ups f WHERE f.step_key = r.referral_id || '|did_not_start'),
+                   (SELECT reason FROM follow_ups f WHERE f.step_key = r.referral_id || '|did_not_start'),
+                   (SELECT date FROM follow_ups f WHERE f.step_key = r.referral_id || '|left'),
+                   (SELECT reason FROM follow_ups f WHERE f.step_key = r.referral_id || '|left')
             FROM referrals r
             ORDER BY r.person, r.referred_seq
             """, []
@@ -284,7 +291,12 @@ public struct StoreTransaction {
                     claimant: Pseudonym(hex: r.text(0) ?? ""), district: r.text(1) ?? "", group: r.text(2) ?? "",
                     referralDate: date, status: state.status,
                     gkDate: r.text(5).flatMap(CivilDate.init), rule: r.text(6), flag: r.text(7),
-                    claimantReferralNumber: 0, optedOut: r.int(8) == 1))
+                    claimantReferralNumber: 0, optedOut: r.int(8) == 1, correctedGroup: r.text(9), disclosed: r.int(10) == 1,
+                    provider: r.text(11),
+                    followUp: FollowUpFacts(
+                        providerReferralDate: r.text(12).flatMap(CivilDate.init), startDate: r.text(13).flatMap(CivilDate.init),
+                        notStartedDate: r.text(14).flatMap(CivilDate.init), notStartedReason: r.text(15),
+                        leftDate: r.text(16).flatMap(CivilDate.init), leftReason: r.text(17))))
         }
     }
 
