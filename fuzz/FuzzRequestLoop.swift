@@ -28,20 +28,26 @@ let config = TrialConfig(
     trialID: "whp-fuzz",
     groups: ["disability", "early_access"],
     districts: [
-        District(id: "devon-cornwall", name: "Devon and Cornwall", psc: true, gatekeeperRule: .lottery,
-                 weights: Weights(whp: 1, psc: 1, rcg: 1)),
-        District(id: "example-north", name: "Example North", psc: false, gatekeeperRule: .fifo,
-                 weights: Weights(whp: 1, rcg: 1)),
+        District(
+            id: "devon-cornwall", name: "Devon and Cornwall", psc: true, gatekeeperRule: .lottery,
+            weights: Weights(whp: 1, psc: 1, rcg: 1)),
+        District(
+            id: "example-north", name: "Example North", psc: false, gatekeeperRule: .fifo,
+            weights: Weights(whp: 1, rcg: 1)),
     ])
 let decoder = RequestDecoder(config: config)
 let today = CivilDate("2019-06-01")!
 
 /// Codes the decoder may answer: everything decided before the store is read.
-let decoderCodes: Set<String> = ["too_large", "bad_json", "bad_request", "unknown_op", "forbidden",
-                                 "invalid_field", "unknown_district", "unknown_group"]
+let decoderCodes: Set<String> = [
+    "too_large", "bad_json", "bad_request", "unknown_op", "forbidden",
+    "invalid_field", "unknown_district", "unknown_group",
+]
 /// Every code of PROTOCOL.md §2.
-let protocolCodes: Set<String> = decoderCodes.union(["conflict", "not_found", "wrong_state",
-                                                     "duplicate_referral", "not_eligible", "internal"])
+let protocolCodes: Set<String> = decoderCodes.union([
+    "conflict", "not_found", "wrong_state",
+    "duplicate_referral", "not_eligible", "internal",
+])
 
 func fail(_ message: String) -> Never {
     fatalError("fuzz invariant broken: " + message)
@@ -110,7 +116,8 @@ func checkResponse(_ line: ArraySlice<UInt8>, expectedID: String?) {
         guard o["result"] != nil else { fail("ok response without result") }
     } else {
         guard case .object(let e)? = o["error"], case .string(let code)? = e["code"], protocolCodes.contains(code),
-              case .string(let message)? = e["message"], !message.isEmpty else {
+            case .string(let message)? = e["message"], !message.isEmpty
+        else {
             fail("error response without a known code and a message")
         }
     }

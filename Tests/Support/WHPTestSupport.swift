@@ -35,11 +35,18 @@ public struct RunResult: Sendable {
 /// stdout and stderr are read, so sessions larger than the pipe buffers cannot
 /// deadlock; it is sent byte for byte (raw lines, CRLF, invalid UTF-8).
 @discardableResult
-public func runWHP(_ args: [String], cwd: URL? = nil, env: [String: String] = [:], stdin: Data? = nil) throws -> RunResult {
+/// With `umask`, `whp` starts under that umask (through `sh -c`), as a
+/// careless operator's shell would start it.
+public func runWHP(_ args: [String], cwd: URL? = nil, env: [String: String] = [:], stdin: Data? = nil, umask: String? = nil) throws -> RunResult {
     ignoreSIGPIPE()
     let p = Process()
-    p.executableURL = WHPBinary.url
-    p.arguments = args
+    if let umask {
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "umask \(umask); exec \"$0\" \"$@\"", WHPBinary.url.path] + args
+    } else {
+        p.executableURL = WHPBinary.url
+        p.arguments = args
+    }
     if let cwd { p.currentDirectoryURL = cwd }
     var environment = ProcessInfo.processInfo.environment
     environment["WHP_LOG"] = "warning"

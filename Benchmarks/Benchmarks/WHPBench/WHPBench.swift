@@ -20,27 +20,34 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("permuted_block allocation") { benchmark in
         var state = StratumState()
         for _ in benchmark.scaledIterations {
-            let (draw, next) = Allocator.next(state: state, seed: seed, trialID: "whp-demo", stratum: "devon-cornwall",
-                                              weights: weights, method: .permutedBlock, multipliers: [1, 2])
+            let (draw, next) = Allocator.next(
+                state: state, seed: seed, trialID: "whp-demo", stratum: "devon-cornwall",
+                weights: weights, method: .permutedBlock, multipliers: [1, 2])
             state = next
             blackHole(draw)
         }
     }
 
-    let event = Event(seq: 2, type: .referred, payload: [
-        "referral_id": "R-1", "claimant": String(repeating: "5", count: 64), "district": "devon-cornwall",
-        "group": "disability", "referral_date": "2017-11-01", "actor": "work_coach:WC0042", "recorded_at": "2017-11-01T09:05:00Z",
-    ])
+    let event = Event(
+        seq: 2, type: .referred,
+        payload: [
+            "referral_id": "R-1", "claimant": String(repeating: "5", count: 64), "district": "devon-cornwall",
+            "group": "disability", "referral_date": "2017-11-01", "actor": "work_coach:WC0042", "recorded_at": "2017-11-01T09:05:00Z",
+        ])
     Benchmark("event encoding + chain hash") { benchmark in
         var h = seed
         for _ in benchmark.scaledIterations { h = Chain.next(previous: h, event: event) }
         blackHole(h)
     }
 
-    let line = Array(#"{"v":1,"id":"c-17","op":"refer","actor":{"role":"work_coach","id":"WC0042"},"referral_id":"R-000123","claimant":{"nino":"AB 12 34 56 C"},"district":"devon-cornwall","group":"disability","referral_date":"2017-11-01"}"#.utf8)
-    let config = TrialConfig(trialID: "whp-demo", groups: ["disability", "early_access"], districts: [
-        District(id: "devon-cornwall", name: "Devon and Cornwall", psc: true, gatekeeperRule: .lottery, weights: weights),
-    ])
+    let line = Array(
+        #"{"v":1,"id":"c-17","op":"refer","actor":{"role":"work_coach","id":"WC0042"},"referral_id":"R-000123","claimant":{"nino":"AB 12 34 56 C"},"district":"devon-cornwall","group":"disability","referral_date":"2017-11-01"}"#
+            .utf8)
+    let config = TrialConfig(
+        trialID: "whp-demo", groups: ["disability", "early_access"],
+        districts: [
+            District(id: "devon-cornwall", name: "Devon and Cornwall", psc: true, gatekeeperRule: .lottery, weights: weights)
+        ])
     let decoder = RequestDecoder(config: config)
     let today = CivilDate("2018-01-01")!
     Benchmark("request decode + response encode") { benchmark in
@@ -68,9 +75,13 @@ let benchmarks: @Sendable () -> Void = {
             try store.write { tx in
                 for _ in 0..<1000 {
                     n += 1
-                    try tx.append(.referred, ["referral_id": "R-\(n)", "claimant": "c\(n)", "district": "devon-cornwall",
-                                              "group": "disability", "referral_date": "2017-11-01", "actor": "work_coach:W",
-                                              "recorded_at": "2017-11-01T09:05:00Z"])
+                    try tx.append(
+                        .referred,
+                        [
+                            "referral_id": "R-\(n)", "claimant": "c\(n)", "district": "devon-cornwall",
+                            "group": "disability", "referral_date": "2017-11-01", "actor": "work_coach:W",
+                            "recorded_at": "2017-11-01T09:05:00Z",
+                        ])
                 }
             }
         }
@@ -126,9 +137,10 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     let facts = (0..<1_000).map { i in
-        ReferralFacts(claimant: Pseudonym(hex: Crypto.sha256(Array("c\(i)".utf8)).hex), district: "devon-cornwall", group: "disability",
-                      referralDate: CivilDate("2017-11-01")!, status: .allocated(Arm.allCases[i % 3]), gkDate: CivilDate("2017-11-20"),
-                      rule: "lottery", flag: nil, claimantReferralNumber: 1 + i % 3, optedOut: false)
+        ReferralFacts(
+            claimant: Pseudonym(hex: Crypto.sha256(Array("c\(i)".utf8)).hex), district: "devon-cornwall", group: "disability",
+            referralDate: CivilDate("2017-11-01")!, status: .allocated(Arm.allCases[i % 3]), gkDate: CivilDate("2017-11-20"),
+            rule: "lottery", flag: nil, claimantReferralNumber: 1 + i % 3, optedOut: false)
     }
     for format in ExportFormat.allCases {
         Benchmark("export row (\(format)): EvaluationRowWriter", configuration: .init(scalingFactor: .kilo)) { benchmark in
@@ -170,25 +182,46 @@ enum SyntheticTrial {
         var payloads: [(EventType, [String: String])] = [(.trialStarted, config.trialStartedPayload(commitment: commitment, configHash: seed, recordedAt: at))]
         let district = config.districts[0]
         for i in 0..<n {
-            payloads.append((.referred, ["referral_id": "R\(i)", "claimant": Crypto.sha256(Array("c\(i)".utf8)).hex, "district": district.id,
-                                          "group": "disability", "referral_date": "2017-11-01", "actor": "work_coach:WC1", "recorded_at": at.iso]))
+            payloads.append(
+                (
+                    .referred,
+                    [
+                        "referral_id": "R\(i)", "claimant": Crypto.sha256(Array("c\(i)".utf8)).hex, "district": district.id,
+                        "group": "disability", "referral_date": "2017-11-01", "actor": "work_coach:WC1", "recorded_at": at.iso,
+                    ]
+                ))
         }
         let ids = (0..<n).map { "R\($0)" }
-        let sel = GatekeeperSelection.select(ids.enumerated().map { PendingReferral(referralID: $1, referralDate: CivilDate("2017-11-01")!, referredSeq: $0 + 2) },
-                                             capacity: n, rule: .lottery) { Derivation.lotteryKey(seed: seed, trialID: config.trialID, runID: "gk-1", referralID: $0) }
+        let sel = GatekeeperSelection.select(
+            ids.enumerated().map { PendingReferral(referralID: $1, referralDate: CivilDate("2017-11-01")!, referredSeq: $0 + 2) },
+            capacity: n, rule: .lottery
+        ) { Derivation.lotteryKey(seed: seed, trialID: config.trialID, runID: "gk-1", referralID: $0) }
         for id in ids {
-            payloads.append((.gatekeeperDecision, ["run_id": "gk-1", "referral_id": id, "gk_date": "2017-11-20", "rule": "lottery", "decision": "selected",
-                                                   "capacity": String(n), "lottery_key": sel.keys[id]!.hex, "actor": "gatekeeper:GK", "recorded_at": at.iso]))
+            payloads.append(
+                (
+                    .gatekeeperDecision,
+                    [
+                        "run_id": "gk-1", "referral_id": id, "gk_date": "2017-11-20", "rule": "lottery", "decision": "selected",
+                        "capacity": String(n), "lottery_key": sel.keys[id]!.hex, "actor": "gatekeeper:GK", "recorded_at": at.iso,
+                    ]
+                ))
         }
         var state = StratumState()
         for (i, id) in ids.enumerated() {
-            let (d, next) = Allocator.next(state: state, seed: seed, trialID: config.trialID, stratum: district.id, weights: district.weights,
-                                           method: .permutedBlock, multipliers: config.blockMultipliers)
+            let (d, next) = Allocator.next(
+                state: state, seed: seed, trialID: config.trialID, stratum: district.id, weights: district.weights,
+                method: .permutedBlock, multipliers: config.blockMultipliers)
             state = next
-            payloads.append((.allocated, ["referral_id": id, "run_id": "gk-1", "gk_date": "2017-11-20", "claimant": Crypto.sha256(Array("c\(i)".utf8)).hex,
-                                          "district": district.id, "group": "disability", "stratum": district.id, "index": String(d.index),
-                                          "arm": d.arm.rawValue, "alloc_seed": d.allocSeed.hex, "block": String(d.block!), "block_size": String(d.blockSize!),
-                                          "position": String(d.position!), "recorded_at": at.iso]))
+            payloads.append(
+                (
+                    .allocated,
+                    [
+                        "referral_id": id, "run_id": "gk-1", "gk_date": "2017-11-20", "claimant": Crypto.sha256(Array("c\(i)".utf8)).hex,
+                        "district": district.id, "group": "disability", "stratum": district.id, "index": String(d.index),
+                        "arm": d.arm.rawValue, "alloc_seed": d.allocSeed.hex, "block": String(d.block!), "block_size": String(d.blockSize!),
+                        "position": String(d.position!), "recorded_at": at.iso,
+                    ]
+                ))
         }
         var prev = Derivation.genesis(trialID: config.trialID, commitment: commitment)
         return payloads.enumerated().map { k, p in
