@@ -5,7 +5,7 @@ import Foundation
 struct Report: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Reports on the trial for evaluators.",
-        subcommands: [Consort.self, BalanceCommand.self])
+        subcommands: [Consort.self, BalanceCommand.self, OverdueCommand.self])
 
     struct Consort: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -7,7 +7,7 @@ import WHPTestSupport
 @Suite(.serialized)
 struct FileModeTests {
     static func mode(_ path: String) -> Int {
-        ((try? FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) ?? -1) ?? -1
+        (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int ?? -1
     }
 
     @Test("under umask 000 every file whp writes is 0600 and every folder it creates 0700; the commitment file is public")

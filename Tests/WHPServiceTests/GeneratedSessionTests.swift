@@ -34,7 +34,10 @@ private final class TrialModel {
     let multipliers: [Int]
     var referrals: [Referral] = []
     var byID: [String: Int] = [:]
-    var byClaimant: [String: [Int]] = [:]
+    /// A person's referrals (indices, in referred order), by the person's key.
+    var byPerson: [String: [Int]] = [:]
+    /// RULES2 R6: a reference number's NINO, once linked.
+    var linkedNINO: [String: String] = [:]
     var strata: [String: Independent.Stratum] = [:]
     var seq = 0
 
@@ -53,9 +56,13 @@ private final class TrialModel {
         }
     }
 
+    /// RULES2 R6: the person of an identifier is a NINO itself, or a
+    /// reference number's linked NINO, or the reference number while unlinked.
+    func person(_ key: String) -> String { linkedNINO[key] ?? key }
+
     /// nil if `refer` succeeds, else the error code it must answer.
     func referError(claimant: String, on date: Day) -> String? {
-        let mine = (byClaimant[claimant] ?? []).map { referrals[$0] }
+        let mine = (byPerson[person(claimant)] ?? []).map { referrals[$0] }
         if mine.contains(where: { $0.state == .pending }) { return "duplicate_referral" }
         if mine.contains(where: { from($0).map { date < $0 } ?? false }) { return "not_eligible" }
         return nil
@@ -64,8 +71,20 @@ private final class TrialModel {
     func refer(id: String, claimant: String, district: DistrictModel, group: String, date: Day) {
         seq += 1
         byID[id] = referrals.count
-        byClaimant[claimant, default: []].append(referrals.count)
+        byPerson[person(claimant), default: []].append(referrals.count)
         referrals.append(Referral(id: id, claimant: claimant, district: district, group: group, date: date, seq: seq))
+    }
+
+    /// `link_claimant`: the answer it must give, and the link recorded on success.
+    enum LinkAnswer: Equatable { case linked(already: Bool), error(String) }
+    func link(nino: String, ref: String) -> LinkAnswer {
+        if let n = linkedNINO[ref] { return n == nino ? .linked(already: true) : .error("conflict") }
+        let merged = (byPerson[nino] ?? []) + (byPerson[ref] ?? [])
+        if merged.filter({ referrals[$0].state == .pending }).count > 1 { return .error("duplicate_referral") }
+        linkedNINO[ref] = nino
+        byPerson[nino] = merged.sorted { referrals[$0].seq < referrals[$1].seq }
+        byPerson[ref] = nil
+        return .linked(already: false)
     }
 
     func pending(_ district: String, upTo gk: Day) -> [Int] {
@@ -190,6 +209,8 @@ struct GeneratedSessionTests {
         var claimantJSON: [String: [String: String]] = [:]
         var known: [String] = []
         var referralCount = 0, referAttempts = 0, manualRuns = 0, capacityRuns = 0
+        var links: [(nino: String, ref: String)] = []
+        var linkAnswers: [String: Int] = [:]
         var expectedRefusals: [String: Int] = [:]
 
         for w in 0..<c.weeks {
@@ -227,6 +248,39 @@ struct GeneratedSessionTests {
                     referralCount += 1
                     weekPending.append(rid)
                     expectOK(i) { r in r.str("status") == "awaiting_gatekeeper" && r.str("referral_id") == rid ? nil : "refer: \(r.line)" }
+                }
+            }
+            // RULES2 R6: some NINOs turn out to have a reference number, fresh or
+            // already used on its own (then its history joins the NINO's).
+            for _ in 0..<rng.int(0...max(1, perWeek / 15)) {
+                let ninos = known.filter { $0.hasPrefix("nino:") }, refs = known.filter { $0.hasPrefix("ref:") }
+                guard !ninos.isEmpty else { break }
+                let nino = ninos[rng.int(0...ninos.count - 1)]
+                let ref: String
+                if refs.isEmpty || rng.chance(0.4) {
+                    let json = Q.ref(nextClaimant)
+                    nextClaimant += 1
+                    ref = "ref:" + json["ref"]!
+                    claimantJSON[ref] = json
+                    known.append(ref)
+                } else {
+                    ref = refs[rng.int(0...refs.count - 1)]
+                }
+                let line = Req.line(
+                    Req.envelope(
+                        script.nextID(), "link_claimant", role: "work_coach",
+                        ["nino": claimantJSON[nino]!["nino"]!, "ref": claimantJSON[ref]!["ref"]!]))
+                let i = script.add(line)
+                switch model.link(nino: nino, ref: ref) {
+                case .linked(let already):
+                    linkAnswers[already ? "already" : "linked", default: 0] += 1
+                    if !already { links.append((nino, ref)) }
+                    expectOK(i) { r in
+                        r.result["linked"] as? Bool == true && r.result["already"] as? Bool == already ? nil : "link: \(r.line)"
+                    }
+                case .error(let code):
+                    linkAnswers[code, default: 0] += 1
+                    expectError(i, code)
                 }
             }
             for rid in weekPending where rng.chance(0.03) {
@@ -284,6 +338,7 @@ struct GeneratedSessionTests {
         #expect(referralCount >= c.referrals * 8 / 10)
         #expect(manualRuns > 0 && capacityRuns > 0)
         #expect((expectedRefusals["not_eligible"] ?? 0) > 0, "the generator re-refers claimants inside a lock")
+        #expect((linkAnswers["linked"] ?? 0) >= 10 && (linkAnswers["conflict"] ?? 0) > 0, "the generator links people: \(linkAnswers)")
 
         // The session's own moving clock: each line is read on the latest day it names.
         let now: String? = nil
@@ -391,6 +446,9 @@ struct GeneratedSessionTests {
             }
         }
         #expect(allocated == model.referrals.filter { $0.draw != nil }.count)
+        // RULES2 R6: one claimant_linked event per new link, in order, keyed by the pseudonyms.
+        let linkEvents = events.filter { $0["type"] as? String == "claimant_linked" }.map { $0["payload"] as? [String: String] ?? [:] }
+        #expect(linkEvents.map { [$0["claimant"] ?? "", $0["alias"] ?? ""] } == links.map { [pseudonym($0.nino), pseudonym($0.ref)] })
         expectNone(eventMismatches, "events differ from the derivation")
 
         let v = try trial.verify(["--seed", trial.seedFile.path])

@@ -53,7 +53,8 @@ struct HiddenAttackTests {
         let seed = Bytes32(hex: String(repeating: "5a", count: 32))!
         for run in 0..<200 {
             let pending = (0..<12).map { k in
-                PendingReferral(referralID: "\(run)-\(k)", referralDate: CivilDate(year: 2018, month: 1, day: 1 + Int.random(in: 0...20, using: &rng))!, referredSeq: k)
+                PendingReferral(
+                    referralID: "\(run)-\(k)", referralDate: CivilDate(year: 2018, month: 1, day: 1 + Int.random(in: 0...20, using: &rng))!, referredSeq: k)
             }
             let (chosen, _) = GatekeeperSelection.select(pending, capacity: 6, rule: .fifo) { _ in seed }
             var seen: [Seen] = []
@@ -127,7 +128,8 @@ struct HiddenAttackTests {
         let n = Double(score.guessed)
         let sd = (score.baseRate * (1 - score.baseRate) / max(n, 1)).squareRoot()
         #expect(score.guessed >= 150, "the attack had something to guess: \(score.guessed)")
-        #expect(score.precision <= score.baseRate + 3 * sd + 0.02,
-                "\(rule): \(score.right) of \(score.guessed) guesses right (\(score.precision)), base rate \(score.baseRate)")
+        #expect(
+            score.precision <= score.baseRate + 3 * sd + 0.02,
+            "\(rule): \(score.right) of \(score.guessed) guesses right (\(score.precision)), base rate \(score.baseRate)")
     }
 }

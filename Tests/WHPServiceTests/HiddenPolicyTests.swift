@@ -80,6 +80,14 @@ struct HiddenPolicyTests {
         var district: String
         var group: String
         var date: String
+        /// The person's other identifier (a NINO for a ref, a ref for a NINO),
+        /// linked during the probes (RULES2 R6).
+        var other: [String: String]
+
+        func link(_ id: String) -> String {
+            let (nino, ref) = claimant["nino"] != nil ? (claimant, other) : (other, claimant)
+            return Req.line(Req.envelope(id, "link_claimant", role: "work_coach", ["nino": nino["nino"]!, "ref": ref["ref"]!]))
+        }
     }
 
     /// The probes of one member whose gatekeeper date is `d`, each tagged
@@ -104,6 +112,18 @@ struct HiddenPolicyTests {
         for k in [-400, -1, 0, 1, 20, 41] {
             add(Q.eligibility(id(j), claimant: m.claimant, date: d.plus(k).iso), "eligibility d\(k >= 0 ? "+" : "")\(k)")
         }
+        // RULES2 R6, R14: link the person's other identifier and ask through
+        // it; follow a step up on the referral. None of it may tell them apart.
+        add(m.link(id(j)), "link")
+        add(m.link(id(j)), "link repeat")
+        add(Q.outcome(id(j), claimant: m.other), "outcome by the linked identifier")
+        add(Q.outcome(id(j), claimant: m.other, audience: "claimant"), "claimant view by the linked identifier")
+        for k in [1, 41] {
+            add(Q.eligibility(id(j), claimant: m.other, date: d.plus(k).iso), "eligibility by the linked identifier d+\(k)")
+            add(Q.refer(id(j), tryID(200 + k), claimant: m.other, district: m.district, date: d.plus(k).iso), "refer by the linked identifier d+\(k)")
+        }
+        add(FollowUpTests.followUp(id(j), m.rid, "provider_referral", d.plus(1).iso), "follow-up")
+        add(FollowUpTests.followUp(id(j), m.rid, "started", d.plus(2).iso), "follow-up started")
         for k in [0, 1, 41] {
             add(Q.refer(id(j), tryID(k), claimant: m.claimant, district: m.district, date: d.plus(k).iso), "refer d+\(k)")
             add(
@@ -124,6 +144,7 @@ struct HiddenPolicyTests {
             add(Q.eligibility(id(j), claimant: m.claimant, date: d.plus(k).iso), "eligibility d+\(k)", must: false)
         }
         views("after d+42")
+        add(Q.eligibility(id(j), claimant: m.other, date: d.plus(42).iso), "eligibility by the linked identifier d+42", must: false)
         add(Q.refer(id(j), tryID(42), claimant: m.claimant, district: m.district, date: d.plus(42).iso), "refer d+42", must: false)
         return p.map { (line: $0.0, mustMatch: $0.1, label: $0.2) }
     }
@@ -148,11 +169,12 @@ struct HiddenPolicyTests {
             lastDate = d
             var members: [Member] = []
             for q in 0..<rng.int(6...10) {
-                let c = rng.chance(0.3) ? Q.ref(claimantNo) : Q.nino(claimantNo)
-                claimantNo += 1
+                let byRef = rng.chance(0.3)
+                let c = byRef ? Q.ref(claimantNo) : Q.nino(claimantNo)
                 let m = Member(
                     rid: "c\(k)-\(q)", claimant: c, district: district.id, group: rng.chance(0.5) ? "disability" : "early_access",
-                    date: d.plus(-rng.int(0...20)).iso)
+                    date: d.plus(-rng.int(0...20)).iso, other: byRef ? Q.nino(claimantNo) : Q.ref(claimantNo))
+                claimantNo += 1
                 members.append(m)
                 s.add(Q.refer(s.nextID(), m.rid, claimant: m.claimant, district: m.district, group: m.group, date: m.date))
             }
@@ -230,7 +252,17 @@ struct HiddenPolicyTests {
             let referD42 = probes.count - 1
             #expect(r[ia[referD42]].ok, "not selected, refer on d+42: \(r[ia[referD42]])")
             expectError(r[ib[referD42]], "not_eligible", field: "claimant", "RCG, refer on d+42:")
-            for label in ["refer d+0", "refer d+41", "cancel", "refer conflict", "flag conflict"] {
+            let linked = probes.firstIndex { $0.label == "link" }!
+            #expect(r[ia[linked]].result["linked"] as? Bool == true, "\(r[ia[linked]])")
+            let byOther = probes.firstIndex { $0.label == "outcome by the linked identifier" }!
+            #expect(r[ia[byOther]].str("referral_id") == a.rid, "the linked identifier finds the person's referral: \(r[ia[byOther]])")
+            let eligOtherD42 = probes.firstIndex { $0.label == "eligibility by the linked identifier d+42" }!
+            expectEligibility(r[ia[eligOtherD42]], eligible: true, from: nil, "not selected, linked identifier, d+42:")
+            expectEligibility(r[ib[eligOtherD42]], eligible: false, from: nil, "RCG, linked identifier, d+42:")
+            for label in [
+                "refer d+0", "refer d+41", "cancel", "refer conflict", "flag conflict", "refer by the linked identifier d+1",
+                "refer by the linked identifier d+41", "follow-up",
+            ] {
                 let k = probes.firstIndex { $0.label == label }!
                 #expect(!r[ia[k]].ok, "\(label) must fail: \(r[ia[k]])")
             }
