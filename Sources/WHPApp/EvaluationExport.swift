@@ -20,13 +20,15 @@ public struct EvaluationExport {
     let out: String
     let progress: Bool
     let clock: any ServiceClock
+    /// RULES2 R11 `--min-k`: refuse an export whose `k_min` is below this.
+    let minK: Int?
 
     public init(
         config: TrialConfig, configHash: Bytes32, key: Bytes32, format: ExportFormat, precision: DatePrecision,
-        out: String, progress: Bool, clock: any ServiceClock
+        out: String, progress: Bool, clock: any ServiceClock, minK: Int? = nil
     ) {
         self.config = config; self.configHash = configHash; self.key = key; self.format = format
-        self.precision = precision; self.out = out; self.progress = progress; self.clock = clock
+        self.precision = precision; self.out = out; self.progress = progress; self.clock = clock; self.minK = minK
     }
 
     public func run(_ store: Store) throws -> String {
@@ -34,10 +36,23 @@ public struct EvaluationExport {
         if let existing = try? fm.contentsOfDirectory(atPath: out), !existing.isEmpty {
             throw AppFailure.io("\(out) is not empty; an export goes into a new folder")
         }
-        do { try makeDirectory(out) } catch { throw AppFailure.io(error.description) }
         let dataName = format == .csv ? "allocations.csv" : "allocations.jsonl"
         return try store.write { tx in
             guard let head = tx.head else { throw AppFailure.failed("the store holds no trial") }
+            // RULES2 R11: with --min-k, the classes are counted first, in the
+            // same transaction, before anything is written to --out; a refusal
+            // rolls back, so no export_made is appended.
+            if let minK {
+                let counter = KAnonymityCounter(precision: precision)
+                try tx.forEachReferralFact { f in if f.status != .cancelled && !f.optedOut { counter.add(f) } }
+                let k = counter.finish()
+                if let kMin = k.kMin, kMin < minK {
+                    throw AppFailure.failed(
+                        "k_min is \(kMin) at \(precision.rawValue) precision (\(k.rowsInClassesBelow10) rows in classes below \(KAnonymity.threshold)), below --min-k \(minK): nothing exported; try a coarser --date-precision"
+                    )
+                }
+            }
+            do { try makeDirectory(out) } catch { throw AppFailure.io("\(error)") }
             let file = try HashingFile(out + "/" + dataName)
             var buffer: [UInt8] = []
             buffer.reserveCapacity(1 << 20)
@@ -49,6 +64,7 @@ public struct EvaluationExport {
             // rows numbered 1, 2, … in referral order, and the file in research
             // id order (then that number), so it cannot be lined up with the log.
             let sorter = RowSorter(scratchDir: out + "/.sorting")
+            let classes = KAnonymityCounter(precision: precision)
             var person: Pseudonym?, rid: [UInt8] = [], number = 0
             var row: [UInt8] = []
             try tx.forEachReferralFact { fact in
@@ -62,6 +78,7 @@ public struct EvaluationExport {
                 row.removeAll(keepingCapacity: true)
                 if writer.append(f, researchID: rid, to: &row) {
                     rows += 1
+                    classes.add(f)
                     try sorter.add(key: rid[...], row: row[...])
                 }
                 if progress && seen % 100_000 == 0 {
@@ -75,26 +92,39 @@ public struct EvaluationExport {
             try file.write(buffer)
             let dataHash = try file.finish()
             if progress { FileHandle.standardError.write(Data("\rwhp export: \(seen) referrals read, \(rows) rows\n".utf8)) }
+            let kAnonymity = classes.finish()
+            let recordedAt = tx.recordedAt(clock.now())
 
             let codebook = Array(Evaluation.codebook(config: config, precision: precision, format: format).utf8)
-            try writeDurably(out + "/codebook.md", codebook)
-            let files: JSONObject = [dataName: .string(dataHash.hex), "codebook.md": .string(Crypto.sha256(codebook).hex)]
+            try writeFile(out + "/codebook.md", codebook)
+            let package = PrettyJSON.encode(
+                DataPackage.descriptor(
+                    config: config, precision: precision, format: format, dataFile: dataName, bytes: file.bytesWritten,
+                    sha256: dataHash.hex, rows: rows, created: recordedAt))
+            try writeFile(out + "/datapackage.json", package)
+            let files: JSONObject = [
+                dataName: .string(dataHash.hex), "codebook.md": .string(Crypto.sha256(codebook).hex),
+                "datapackage.json": .string(Crypto.sha256(package).hex),
+            ]
             let manifest: JSONObject = [
                 "trial_id": .string(config.trialID), "rows": .int(rows), "removed_opted_out": .int(removed),
                 "date_precision": .string(precision.rawValue), "head_seq": .int(head.seq), "head": .string(head.hash.hex),
-                "config_hash": .string(configHash.hex), "files": .object(files),
+                "config_hash": .string(configHash.hex), "k_anonymity": kAnonymity.json, "files": .object(files),
             ]
             var manifestBytes = JSON.encode(.object(manifest))
             manifestBytes.append(0x0a)
-            try writeDurably(out + "/manifest.json", manifestBytes)
+            try writeFile(out + "/manifest.json", manifestBytes)
             try tx.append(
                 .exportMade(
-                    ExportMade(
-                        manifestSHA256: Crypto.sha256(manifestBytes), rows: rows, removedOptedOut: removed,
-                        recordedAt: tx.recordedAt(clock.now()))))
+                    ExportMade(manifestSHA256: Crypto.sha256(manifestBytes), rows: rows, removedOptedOut: removed, recordedAt: recordedAt)))
+            let k = kAnonymity.kMin.map { "k_min \($0), \(kAnonymity.rowsInClassesBelow10) rows in classes below \(KAnonymity.threshold)" } ?? "no rows"
             return
-                "exported \(rows) rows (\(removed) removed: opted out) to \(out)/\(dataName), with codebook.md and manifest.json; logged as event \(head.seq + 1)"
+                "exported \(rows) rows (\(removed) removed: opted out) to \(out)/\(dataName), with codebook.md, datapackage.json and manifest.json (\(k)); logged as event \(head.seq + 1)"
         }
+    }
+
+    private func writeFile(_ path: String, _ bytes: [UInt8]) throws {
+        do { try writeDurably(path, bytes) } catch { throw AppFailure.io(error.description) }
     }
 }
 
@@ -110,9 +140,13 @@ public final class HashingFile {
         handle = h
     }
 
+    /// How many bytes were written.
+    public private(set) var bytesWritten = 0
+
     public func write(_ bytes: [UInt8]) throws {
         guard !bytes.isEmpty else { return }
         hash.update(bytes)
+        bytesWritten += bytes.count
         do { try handle.write(contentsOf: bytes) } catch { throw AppFailure.io("\(path): write failed: \(error.localizedDescription)") }
     }
 
@@ -127,7 +161,7 @@ extension EvaluationExport {
     /// key, then writes the dataset. Returns the summary line.
     public static func run(
         paths: TrialPaths, format: ExportFormat, precision: DatePrecision, out: String,
-        progress: Bool, clock: any ServiceClock
+        progress: Bool, clock: any ServiceClock, minK: Int? = nil
     ) throws -> String {
         let loaded = try loadConfig(paths.config)
         let store = try openStore(paths, readonly: false)
@@ -141,7 +175,7 @@ extension EvaluationExport {
         try checkKeyBinding(key, expected: try store.read { try $0.trial() }?.evaluationKeyCheck, path: paths.evaluationKeyPath)
         return try EvaluationExport(
             config: loaded.config, configHash: loaded.hash, key: key, format: format, precision: precision,
-            out: out, progress: progress, clock: clock
+            out: out, progress: progress, clock: clock, minK: minK
         ).run(store)
     }
 }

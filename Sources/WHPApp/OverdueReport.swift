@@ -11,8 +11,10 @@ public enum OverdueReport {
         let config = try loadConfig(paths.config).config
         let store = try openStore(paths)
         var facts: [Overdue.Facts] = []
+        let trial = try store.read { try $0.trial() }
         try store.read { tx in try tx.forEachOverdueCandidate { facts.append($0) } }
-        return Overdue.items(facts, on: date, deadlines: config.deadlines, days: WorkingDays(bankHolidays: config.bankHolidays))
+        return Overdue.items(
+            facts, on: date, rules: trial?.rules ?? .current, deadlines: config.deadlines, days: WorkingDays(bankHolidays: config.bankHolidays))
     }
 
     public static func json(_ items: [Overdue.Item]) -> String {

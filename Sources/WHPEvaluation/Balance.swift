@@ -18,6 +18,24 @@ public struct BalanceCheck: Sendable, Equatable {
     /// False when there were too few allocations for the test to mean anything.
     public var tested: Bool
     public var passed: Bool
+    /// The district the check is about.
+    public var district: String = ""
+    /// False when the report is for publication and a count of the district is
+    /// suppressed (RULES2 R12): the statistic would give it back.
+    public var published: Bool = true
+}
+
+/// The share of a district's "not allocated" referrals (not selected or RCG)
+/// that are RCG: how often a work coach who guesses "RCG" is right (RULES2 R3).
+public struct RCGShare: Sendable, Equatable {
+    public var district: String
+    public var rcg: Int?
+    public var notSelected: Int?
+    /// nil when a count is suppressed or there is no not-allocated referral.
+    public var share: Double? {
+        guard let rcg, let notSelected, rcg + notSelected > 0 else { return nil }
+        return Double(rcg) / Double(rcg + notSelected)
+    }
 }
 
 public struct BalanceReport: Sendable {
@@ -25,6 +43,12 @@ public struct BalanceReport: Sendable {
     public var checks: [BalanceCheck]
     /// (dimension, value) → counts per arm.
     public var counts: [(dimension: String, value: String, arms: [Arm: Int])]
+    /// The tables as printed: allocations by district, group and referral
+    /// month, and not-selected referrals by district; with `publish`, after
+    /// suppression.
+    public var tables: [PublishedTable] = []
+    public var rcgShares: [RCGShare] = []
+    public var publish = false
     public var ok: Bool { checks.allSatisfy(\.passed) }
 }
 
@@ -34,9 +58,16 @@ public enum Balance {
     /// Fewer allocations than this in a district: its tests are reported as not run.
     public static let minimumPerTest = 30
     /// Counts below this are suppressed in output marked for publication.
-    public static let smallCell = 10
+    public static let smallCell = Suppression.threshold
 
-    public static func report(_ allocations: [AllocatedReferral], config: TrialConfig, alpha: Double = 0.001) -> BalanceReport {
+    /// The report over `allocations` (in referral order) and the not-selected
+    /// referrals per district. With `publish` the tables are suppressed as
+    /// RULES2 R12 says and the checks of a district with a suppressed count
+    /// are withheld; the caller leaves out opted-out people's referrals.
+    public static func report(
+        _ allocations: [AllocatedReferral], notSelected: [String: Int] = [:], config: TrialConfig, alpha: Double = 0.001,
+        publish: Bool = false
+    ) -> BalanceReport {
         var checks: [BalanceCheck] = []
         var counts: [(String, String, [Arm: Int])] = []
         func tally(_ dimension: String, _ key: (AllocatedReferral) -> String) {
@@ -64,8 +95,57 @@ public enum Balance {
             // Arm against the weekday of referral.
             let weekdays = list.map { $0.referralDate.isoWeekday }
             checks.append(check("\(d.id): arm vs referral weekday", independence(rows: weekdays, arms: list.map(\.arm), armSet: arms), enough, alpha))
+            for k in checks.count - 3..<checks.count { checks[k].district = d.id }
         }
-        return BalanceReport(alpha: alpha, checks: checks, counts: counts.map { (dimension: $0.0, value: $0.1, arms: $0.2) })
+
+        // The printed tables, and their publication.
+        let armColumns = ExportVocabulary.arms(config).compactMap(Arm.init(rawValue:))
+        func table(_ id: String, _ title: String, _ dimension: String, _ rows: [String], _ key: (AllocatedReferral) -> String) -> CountTable {
+            let index = Dictionary(uniqueKeysWithValues: rows.enumerated().map { ($1, $0) })
+            let col = Dictionary(uniqueKeysWithValues: armColumns.enumerated().map { ($1, $0) })
+            var cells = [[Int]](repeating: [Int](repeating: 0, count: armColumns.count), count: rows.count)
+            for a in allocations { if let i = index[key(a)], let j = col[a.arm] { cells[i][j] += 1 } }
+            return CountTable(id: id, title: title, dimension: dimension, rows: rows, columns: armColumns.map(\.rawValue), cells: cells, rowTotals: true)
+        }
+        let districtIDs = config.districts.map(\.id) + Set(allocations.map(\.district)).subtracting(config.districts.map(\.id)).sorted()
+        let groups = config.groups + Set(allocations.map(\.group)).subtracting(config.groups).sorted()
+        let months = Set(allocations.map { DatePrecision.month.format($0.referralDate) }).sorted()
+        let linked = [
+            table("allocations_by_district", "Allocations by district", "district", districtIDs) { $0.district },
+            table("allocations_by_group", "Allocations by group", "group", groups) { $0.group },
+            table("allocations_by_referral_month", "Allocations by referral month", "referral_month", months) {
+                DatePrecision.month.format($0.referralDate)
+            },
+        ]
+        let nsDistricts = districtIDs + Set(notSelected.keys).subtracting(districtIDs).sorted()
+        let ns = CountTable(
+            id: "not_selected_by_district", title: "Not selected by district", dimension: "district", rows: nsDistricts,
+            columns: ["not_selected"], cells: nsDistricts.map { [notSelected[$0, default: 0]] }, rowTotals: false)
+        let published = publish ? Suppression.protect(linked: linked, single: [ns]) : (linked + [ns]).map(PublishedTable.init(unsuppressed:))
+
+        // RULES2 R3: the RCG share of the not-allocated referrals, from the published figures.
+        let byDistrictTable = published[0], nsTable = published[3]
+        var shares: [RCGShare] = []
+        if let rcg = byDistrictTable.table.columns.firstIndex(of: Arm.rcg.rawValue) {
+            for (i, d) in districtIDs.enumerated() {
+                shares.append(RCGShare(district: d, rcg: byDistrictTable.cell(i, rcg), notSelected: nsTable.cell(i, 0)))
+            }
+        }
+
+        // RULES2 R12: a statistic only for a district none of whose counts is suppressed.
+        if publish {
+            for k in checks.indices {
+                let d = checks[k].district
+                let i = districtIDs.firstIndex(of: d)
+                let clean = i.map { byDistrictTable.rowFullyPublished($0) && nsTable.rowFullyPublished($0) } ?? false
+                checks[k].published = clean
+            }
+        }
+        var r = BalanceReport(alpha: alpha, checks: checks, counts: counts.map { (dimension: $0.0, value: $0.1, arms: $0.2) })
+        r.tables = published
+        r.rcgShares = shares
+        r.publish = publish
+        return r
     }
 
     private static func check(_ name: String, _ r: (Double, Int), _ enough: Bool, _ alpha: Double) -> BalanceCheck {
@@ -144,30 +224,45 @@ public enum Balance {
         return max(0, min(1, exp(lnFront) * h))
     }
 
-    /// The report as text; with `publish`, counts from 1 to 9 are shown as `<10`.
+    /// The report as text; with `publish`, every suppressed figure is `*`.
     public static func text(_ r: BalanceReport, config: TrialConfig, publish: Bool) -> String {
         var lines: [String] = []
         lines.append(
             publish
-                ? "Balance report — trial \(config.trialID) — FOR PUBLICATION: counts below \(smallCell) suppressed (<\(smallCell))"
+                ? "Balance report — trial \(config.trialID) — FOR PUBLICATION: referrals of people who opted out left out; counts from 1 to \(smallCell - 1), and the figures that would give them back, suppressed (*)"
                 : "Balance report — trial \(config.trialID) — NOT FOR PUBLICATION (small cells shown)")
-        let arms = Arm.allCases
-        lines.append("")
-        lines.append(
-            "dimension".padding(toLength: 16, withPad: " ", startingAt: 0) + "value".padding(toLength: 40, withPad: " ", startingAt: 0)
-                + arms.map { $0.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0) }.joined())
-        for c in r.counts {
-            let cells = arms.map { arm -> String in
-                let n = c.arms[arm, default: 0]
-                let s = publish && n > 0 && n < smallCell ? "<\(smallCell)" : String(n)
-                return s.padding(toLength: 8, withPad: " ", startingAt: 0)
+        func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count + 1), withPad: " ", startingAt: 0) }
+        func show(_ v: Int?) -> String { v.map(String.init) ?? "*" }
+        for t in r.tables {
+            lines.append("")
+            lines.append(t.table.title)
+            let first = max(16, (t.table.rows + ["total"]).map(\.count).max() ?? 0 + 2)
+            let headers = t.table.columns + (t.table.rowTotals ? ["total"] : [])
+            lines.append(pad(t.table.dimension.replacingOccurrences(of: "_", with: " "), first + 2) + headers.map { pad($0, 10) }.joined())
+            for i in t.table.rows.indices {
+                var cells = t.table.columns.indices.map { pad(show(t.cell(i, $0)), 10) }
+                if t.table.rowTotals { cells.append(pad(show(t.rowTotal(i)), 10)) }
+                lines.append(pad(t.table.rows[i], first + 2) + cells.joined())
             }
-            lines.append(
-                c.dimension.padding(toLength: 16, withPad: " ", startingAt: 0) + c.value.padding(toLength: 40, withPad: " ", startingAt: 0) + cells.joined())
+            var totals = t.table.columns.indices.map { pad(show(t.columnTotal($0)), 10) }
+            if t.table.rowTotals { totals.append(pad(show(t.grandTotal), 10)) }
+            lines.append(pad("total", first + 2) + totals.joined())
+        }
+        if !r.rcgShares.isEmpty {
+            lines.append("")
+            lines.append("RCG share of not-allocated referrals (not selected or RCG) by district: how often a guess of \"RCG\" is right (RULES2 R3)")
+            for s in r.rcgShares {
+                let share = s.share.map { String(format: "%.1f%%", $0 * 100) } ?? (s.rcg == nil || s.notSelected == nil ? "suppressed" : "none not allocated")
+                lines.append("  " + pad(s.district, 40) + share)
+            }
         }
         lines.append("")
         lines.append("Checks (Pearson chi-square; a check fails when p < \(r.alpha); districts with fewer than \(minimumPerTest) allocations are not tested):")
         for c in r.checks {
+            if publish && !c.published {
+                lines.append("  \("withheld".padding(toLength: 10, withPad: " ", startingAt: 0)) \(c.name): a count of this district is suppressed")
+                continue
+            }
             let verdict = !c.tested ? "not tested" : (c.passed ? "ok" : "FAIL")
             lines.append(
                 "  \(verdict.padding(toLength: 10, withPad: " ", startingAt: 0)) \(c.name): chi2 = \(format(c.statistic)), df = \(c.df), p = \(format(c.pValue))"
@@ -175,6 +270,55 @@ public enum Balance {
         }
         lines.append(r.ok ? "All balance checks pass." : "BALANCE CHECKS FAILED: the allocation depends on something it must not, or drifts from the weights.")
         return lines.joined(separator: "\n")
+    }
+
+    /// The report as data (`report balance --json`): the same figures as the
+    /// text, a suppressed one as null.
+    public static func json(_ r: BalanceReport, config: TrialConfig) -> JSONValue {
+        func n(_ v: Int?) -> JSONValue { v.map { .int($0) } ?? .null }
+        let tables: [JSONValue] = r.tables.map { t in
+            let rows: [JSONValue] = t.table.rows.indices.map { i in
+                var o: JSONObject = [
+                    "value": .string(t.table.rows[i]),
+                    "counts": .object(JSONObject(t.table.columns.indices.map { (t.table.columns[$0], n(t.cell(i, $0))) })),
+                ]
+                if t.table.rowTotals { o["total"] = n(t.rowTotal(i)) }
+                return .object(o)
+            }
+            var totals = JSONObject(t.table.columns.indices.map { (t.table.columns[$0], n(t.columnTotal($0))) })
+            if t.table.rowTotals { totals["total"] = n(t.grandTotal) }
+            return .object([
+                "id": .string(t.table.id), "title": .string(t.table.title), "dimension": .string(t.table.dimension),
+                "columns": .array(t.table.columns.map { .string($0) }), "row_totals": .bool(t.table.rowTotals),
+                "rows": .array(rows), "totals": .object(totals),
+            ])
+        }
+        let shares: [JSONValue] = r.rcgShares.map { s in
+            .object([
+                "district": .string(s.district), "rcg": n(s.rcg), "not_selected": n(s.notSelected),
+                "share": s.share.map { .number(JSONNumber(text: number($0))!) } ?? .null,
+            ])
+        }
+        let checks: [JSONValue] = r.checks.map { c in
+            let shown = !r.publish || c.published
+            return .object([
+                "name": .string(c.name), "district": .string(c.district), "published": .bool(shown), "tested": .bool(c.tested),
+                "statistic": shown ? .number(JSONNumber(text: number(c.statistic))!) : .null, "df": shown ? .int(c.df) : .null,
+                "p_value": shown ? .number(JSONNumber(text: number(c.pValue))!) : .null, "passed": shown ? .bool(c.passed) : .null,
+            ])
+        }
+        return .object([
+            "trial_id": .string(config.trialID), "publish": .bool(r.publish), "alpha": .number(JSONNumber(text: number(r.alpha))!),
+            "opted_out_left_out": .bool(r.publish), "smallest_published_count": .int(r.publish ? smallCell : 1),
+            "tables": .array(tables), "rcg_share_of_not_allocated": .array(shares), "checks": .array(checks), "ok": .bool(r.ok),
+        ])
+    }
+
+    /// A finite double as a JSON number.
+    static func number(_ x: Double) -> String {
+        guard x.isFinite else { return "0" }
+        if x == x.rounded() && abs(x) < 1e15 { return String(Int(x)) }
+        return String(x)  // Swift's shortest form is a JSON number: 0.25, 1e-05, 1e+20
     }
 
     static func format(_ x: Double) -> String {

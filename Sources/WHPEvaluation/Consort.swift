@@ -1,136 +1,292 @@
-import Foundation
 import WHPCrypto
 import WHPDomain
 import WHPJSON
 
-/// The trial's flow in the CONSORT style: referred → cancelled / awaiting /
-/// decided → not selected / selected → WHP / PSC / RCG → removed by opt-out →
-/// in the dataset. Every box is the sum of the boxes it splits into.
+/// Referrals and the distinct people among them. A person referred more than
+/// once can be in several boxes (not selected once, allocated later), so
+/// people do not add up across boxes the way referrals do.
+public struct Count: Sendable, Equatable {
+    public var referrals = 0
+    public var people = 0
+    public init(referrals: Int = 0, people: Int = 0) { self.referrals = referrals; self.people = people }
+    public var text: String { "\(referrals) referral\(referrals == 1 ? "" : "s") (\(people) \(people == 1 ? "person" : "people"))" }
+}
+
+/// A box of the CONSORT flow.
+public enum ConsortBox: Hashable, Sendable {
+    case referred, excluded, cancelled, awaiting, notSelected, randomised
+    case notSelectedBy(String), randomisedBy(String)
+    case allocated(Arm), providerReferral(Arm), started(Arm), didNotStart(Arm), left(Arm), flagged(Arm), disclosed(Arm)
+    case didNotStartBecause(Arm, String), leftBecause(Arm, String), flaggedBecause(Arm, String)
+    case inDataset(Arm), removedOptedOut(Arm)
+    /// Every referral in the dataset, and every one removed by opt-out (any outcome).
+    case inDatasetAll, removedOptedOutAll
+}
+
+/// One flow: the whole trial, or one district.
+public struct ConsortPanel: Sendable, Equatable {
+    public var counts: [ConsortBox: Count] = [:]
+    public init() {}
+    public subscript(_ b: ConsortBox) -> Count { counts[b] ?? Count() }
+
+    /// The reasons recorded under a box kind, most frequent first.
+    func reasons(_ pick: (ConsortBox) -> String?) -> [(String, Count)] {
+        counts.compactMap { k, v in pick(k).map { ($0, v) } }.sorted { ($1.1.referrals, $0.0) < ($0.1.referrals, $1.0) }
+    }
+}
+
+/// The newest event when the flow was counted, and the dates it covers.
+public struct ConsortCut: Sendable, Equatable {
+    public var seq = 0
+    public var head = ""
+    public var recordedAt: Instant?
+    public var firstReferral: CivilDate?
+    public var lastReferral: CivilDate?
+    public var firstDecision: CivilDate?
+    public var lastDecision: CivilDate?
+    public init() {}
+
+    public var text: String {
+        var s = "event \(seq) (head \(head.prefix(16))…)"
+        if let recordedAt { s += ", recorded \(recordedAt.iso)" }
+        if let a = firstReferral, let b = lastReferral { s += "; referrals dated \(a.iso) to \(b.iso)" }
+        if let a = firstDecision, let b = lastDecision { s += "; gatekeeper decisions dated \(a.iso) to \(b.iso)" }
+        return s
+    }
+}
+
+/// The trial's flow in the CONSORT 2025 layout: Enrollment (referred;
+/// excluded: cancelled, awaiting the gatekeeper, not selected, with the
+/// gatekeeper rule), Allocation (per arm, referrals and people), Follow-up
+/// (provider referral, started, did not start with reasons, left with
+/// reasons, flagged in error, disclosed) and Analysis (in the dataset,
+/// removed by opt-out); for the trial and for each district. Feed it every
+/// referral, person by person (`forEachReferralFact`'s order), then `finish`.
 public struct ConsortFlow: Sendable, Equatable {
-    public var referred = 0
-    public var cancelled = 0
-    public var awaiting = 0
-    public var notSelected = 0
-    public var allocated: [Arm: Int] = [:]
-    /// Referrals left out of the dataset because the claimant opted out, by where they ended.
-    public var optedOutAwaiting = 0
-    public var optedOutNotSelected = 0
-    public var optedOutAllocated: [Arm: Int] = [:]
+    public var trial = ConsortPanel()
+    public var districts: [String: ConsortPanel] = [:]
+    public var cut = ConsortCut()
+    private var person: Pseudonym?
+    private var marks: Set<ConsortBox> = []
+    private var districtMarks: [String: Set<ConsortBox>] = [:]
 
     public init() {}
 
+    // The figures the earlier table and tests read, referral counts.
+    public var referred: Int { trial[.referred].referrals }
+    public var cancelled: Int { trial[.cancelled].referrals }
+    public var awaiting: Int { trial[.awaiting].referrals }
+    public var notSelected: Int { trial[.notSelected].referrals }
+    public var selected: Int { trial[.randomised].referrals }
     public var decided: Int { notSelected + selected }
-    public var selected: Int { allocated.values.reduce(0, +) }
-    public var removedOptedOut: Int { optedOutAwaiting + optedOutNotSelected + optedOutAllocated.values.reduce(0, +) }
-    public var inDataset: Int { referred - cancelled - removedOptedOut }
+    public var removedOptedOut: Int { trial[.removedOptedOutAll].referrals }
+    public var inDataset: Int { trial[.inDatasetAll].referrals }
+    public var allocated: [Arm: Int] {
+        Dictionary(uniqueKeysWithValues: Arm.allCases.compactMap { a in trial.counts[.allocated(a)].map { (a, $0.referrals) } })
+    }
+
+    /// The boxes one referral falls in.
+    static func boxes(_ f: ReferralFacts) -> [ConsortBox] {
+        var out: [ConsortBox] = [.referred]
+        let rule = f.rule ?? "unknown"
+        switch f.status {
+        case .cancelled: out += [.excluded, .cancelled]; return out
+        case .awaitingGatekeeper: out += [.excluded, .awaiting]
+        case .notSelected: out += [.excluded, .notSelected, .notSelectedBy(rule)]
+        case .allocated(let arm):
+            out += [.randomised, .randomisedBy(rule), .allocated(arm)]
+            let u = f.followUp
+            if u.providerReferralDate != nil { out.append(.providerReferral(arm)) }
+            if u.startDate != nil { out.append(.started(arm)) }
+            if u.notStartedDate != nil || u.notStartedReason != nil {
+                out += [.didNotStart(arm), .didNotStartBecause(arm, u.notStartedReason ?? "unknown")]
+            }
+            if u.leftDate != nil || u.leftReason != nil { out += [.left(arm), .leftBecause(arm, u.leftReason ?? "unknown")] }
+            if let flag = f.flag { out += [.flagged(arm), .flaggedBecause(arm, flag)] }
+            if f.disclosed { out.append(.disclosed(arm)) }
+            out.append(f.optedOut ? .removedOptedOut(arm) : .inDataset(arm))
+        }
+        out.append(f.optedOut ? .removedOptedOutAll : .inDatasetAll)
+        return out
+    }
 
     public mutating func add(_ f: ReferralFacts) {
-        referred += 1
-        switch f.status {
-        case .cancelled: cancelled += 1
-        case .awaitingGatekeeper:
-            awaiting += 1
-            if f.optedOut { optedOutAwaiting += 1 }
-        case .notSelected:
-            notSelected += 1
-            if f.optedOut { optedOutNotSelected += 1 }
-        case .allocated(let a):
-            allocated[a, default: 0] += 1
-            if f.optedOut { optedOutAllocated[a, default: 0] += 1 }
+        if f.claimant != person {
+            closePerson()
+            person = f.claimant
         }
+        let list = Self.boxes(f)
+        for b in list {
+            trial.counts[b, default: Count()].referrals += 1
+            districts[f.district, default: ConsortPanel()].counts[b, default: Count()].referrals += 1
+            marks.insert(b)
+            districtMarks[f.district, default: []].insert(b)
+        }
+        cut.firstReferral = min(cut.firstReferral ?? f.referralDate, f.referralDate)
+        cut.lastReferral = max(cut.lastReferral ?? f.referralDate, f.referralDate)
+        if let d = f.gkDate, f.status != .cancelled {
+            cut.firstDecision = min(cut.firstDecision ?? d, d)
+            cut.lastDecision = max(cut.lastDecision ?? d, d)
+        }
+    }
+
+    private mutating func closePerson() {
+        for b in marks { trial.counts[b, default: Count()].people += 1 }
+        for (d, set) in districtMarks { for b in set { districts[d, default: ConsortPanel()].counts[b, default: Count()].people += 1 } }
+        marks.removeAll(keepingCapacity: true)
+        districtMarks.removeAll(keepingCapacity: true)
+    }
+
+    /// Counts the last person and records the data cut.
+    public mutating func finish(head: ChainHead?) {
+        closePerson()
+        person = nil
+        if let head { cut.seq = head.seq; cut.head = head.hash.hex; cut.recordedAt = head.recordedAt }
     }
 
     /// The arms that occur (PSC only in trials with a PSC district).
     public func arms(config: TrialConfig) -> [Arm] {
-        Arm.allCases.filter { arm in config.districts.contains { $0.weights[arm] > 0 } || allocated[arm, default: 0] > 0 }
+        Arm.allCases.filter { arm in config.districts.contains { $0.weights[arm] > 0 } || trial[.allocated(arm)].referrals > 0 }
     }
 
-    public func table(config: TrialConfig) -> String {
-        var rows: [(String, Int)] = [
-            ("Referred", referred),
-            ("  Cancelled before the gatekeeper", cancelled),
-            ("  Awaiting the gatekeeper", awaiting),
-            ("  Decided by the gatekeeper", decided),
-            ("    Not selected", notSelected),
-            ("    Selected and randomly allocated", selected),
+    // MARK: the four phases, as lines
+
+    /// The lines of each phase for one panel: (phase, box title, lines).
+    func sections(_ p: ConsortPanel, config: TrialConfig, arms: [Arm]) -> [(phase: String, boxes: [(title: String, lines: [String])])] {
+        func byRule(_ pick: (ConsortBox) -> String?) -> String {
+            let r = p.reasons(pick)
+            return r.isEmpty ? "" : " — " + r.map { "\($0.0) \($0.1.referrals)" }.joined(separator: ", ")
+        }
+        let enrollment: [(String, [String])] = [
+            ("Referred by work coaches", [p[.referred].text]),
+            (
+                "Excluded before randomisation: \(p[.excluded].text)",
+                [
+                    "Cancelled before the gatekeeper: \(p[.cancelled].text)",
+                    "Awaiting the gatekeeper: \(p[.awaiting].text)",
+                    "Not selected by the gatekeeper: \(p[.notSelected].text)"
+                        + byRule { if case .notSelectedBy(let r) = $0 { return r } else { return nil } },
+                ]
+            ),
+            (
+                "Selected and randomised",
+                [p[.randomised].text + byRule { if case .randomisedBy(let r) = $0 { return r } else { return nil } }]
+            ),
         ]
-        for a in arms(config: config) { rows.append(("      \(a.rawValue)", allocated[a, default: 0])) }
-        rows.append(("Removed by opt-out (referrals)", removedOptedOut))
-        rows.append(("  from awaiting", optedOutAwaiting))
-        rows.append(("  from not selected", optedOutNotSelected))
-        for a in arms(config: config) { rows.append(("  from \(a.rawValue)", optedOutAllocated[a, default: 0])) }
-        rows.append(("In the dataset", inDataset))
-        rows.append(("  awaiting", awaiting - optedOutAwaiting))
-        rows.append(("  not selected", notSelected - optedOutNotSelected))
-        for a in arms(config: config) { rows.append(("  \(a.rawValue)", allocated[a, default: 0] - optedOutAllocated[a, default: 0])) }
-        let width = rows.map(\.0.count).max()! + 2
-        return (["CONSORT flow — trial \(config.trialID)"] + rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + String($0.1) })
-            .joined(separator: "\n")
+        var allocation: [(String, [String])] = []
+        var followUp: [(String, [String])] = []
+        var analysis: [(String, [String])] = []
+        for a in arms {
+            allocation.append(("Allocated to \(a.rawValue)", [p[.allocated(a)].text]))
+            var lines: [String] = []
+            if a == .rcg {
+                lines.append("No programme follow-up: the control group")
+            } else {
+                lines.append("Referred to a provider: \(p[.providerReferral(a)].text)")
+                lines.append("Started: \(p[.started(a)].text)")
+                lines.append(
+                    "Did not start: \(p[.didNotStart(a)].text)"
+                        + byRule { if case .didNotStartBecause(a, let r) = $0 { return r } else { return nil } })
+                lines.append("Left: \(p[.left(a)].text)" + byRule { if case .leftBecause(a, let r) = $0 { return r } else { return nil } })
+            }
+            lines.append(
+                "Flagged as allocated in error: \(p[.flagged(a)].text)"
+                    + byRule { if case .flaggedBecause(a, let r) = $0 { return r } else { return nil } })
+            lines.append("Status disclosed to front-line staff: \(p[.disclosed(a)].text)")
+            followUp.append(("\(a.rawValue) follow-up", lines))
+            analysis.append(
+                (
+                    "\(a.rawValue) analysed",
+                    ["In the dataset: \(p[.inDataset(a)].text)", "Removed by opt-out: \(p[.removedOptedOut(a)].text)"]
+                ))
+        }
+        return [
+            ("Enrollment", enrollment), ("Allocation", allocation), ("Follow-up", followUp),
+            (
+                "Analysis",
+                analysis + [
+                    (
+                        "Whole dataset (every outcome)",
+                        ["In the dataset: \(p[.inDatasetAll].text)", "Removed by opt-out: \(p[.removedOptedOutAll].text)"]
+                    )
+                ]
+            ),
+        ]
     }
 
-    /// A CONSORT-style diagram: boxes with counts joined by arrows.
-    public func svg(config: TrialConfig) -> String {
+    /// The configured ratio of a district, `WHP 1 : PSC 1 : RCG 1`.
+    public static func ratio(_ d: District) -> String {
+        Arm.allCases.filter { d.weights[$0] > 0 }.map { "\($0.rawValue) \(d.weights[$0])" }.joined(separator: " : ")
+    }
+
+    /// The districts to draw: every configured one, then any other the log names.
+    func districtOrder(config: TrialConfig) -> [String] {
+        config.districts.map(\.id) + districts.keys.filter { config.district($0) == nil }.sorted()
+    }
+
+    /// A district's panel: its title (id, name, configured ratio, gatekeeper
+    /// rule) and one line per phase and arm, for the text and the diagram.
+    func districtPanel(_ id: String, config: TrialConfig) -> (title: String, lines: [String]) {
+        let d = config.district(id)
+        let p = districts[id] ?? ConsortPanel()
+        let title =
+            id + (d.map { " — \($0.name); ratio \(Self.ratio($0)); gatekeeper rule \($0.gatekeeperRule.rawValue)" } ?? " (not in the config)")
+        var lines = [
+            "Enrollment — referred: \(p[.referred].text); excluded: \(p[.excluded].text) (cancelled \(p[.cancelled].referrals), awaiting \(p[.awaiting].referrals), not selected \(p[.notSelected].referrals)); randomised: \(p[.randomised].text)"
+        ]
+        for a in Arm.allCases where (d?.weights[a] ?? 0) > 0 || p[.allocated(a)].referrals > 0 {
+            lines.append(
+                "\(a.rawValue) — allocated \(p[.allocated(a)].text); "
+                    + (a == .rcg
+                        ? ""
+                        : "referred to a provider \(p[.providerReferral(a)].referrals); started \(p[.started(a)].referrals); did not start \(p[.didNotStart(a)].referrals); left \(p[.left(a)].referrals); ")
+                    + "in error \(p[.flagged(a)].referrals); disclosed \(p[.disclosed(a)].referrals); in the dataset \(p[.inDataset(a)].text); removed by opt-out \(p[.removedOptedOut(a)].text)"
+            )
+        }
+        return (title, lines)
+    }
+
+    /// The flow as text: the same figures as the diagram.
+    public func table(config: TrialConfig) -> String {
         let arms = arms(config: config)
-        let boxW = 190, boxH = 58, gap = 30
-        let armCount = max(arms.count, 1)
-        let width = max(armCount * (boxW + gap) + gap, 3 * (boxW + gap) + gap)
-        let height = 660
-        var s = """
-            <svg xmlns="http://www.w3.org/2000/svg" width="\(width)" height="\(height)" viewBox="0 0 \(width) \(height)" font-family="Helvetica, Arial, sans-serif">
-            <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#333"/></marker></defs>
-            <rect width="100%" height="100%" fill="white"/>
-            <text x="\(width / 2)" y="26" text-anchor="middle" font-size="16" font-weight="bold">CONSORT flow — trial \(escape(config.trialID))</text>
-
-            """
-        func box(_ x: Int, _ y: Int, _ title: String, _ n: Int, fill: String = "#f4f7fb") {
-            s += """
-                <g><rect x="\(x)" y="\(y)" width="\(boxW)" height="\(boxH)" rx="6" fill="\(fill)" stroke="#2b4c7e" stroke-width="1.5"/>
-                <text x="\(x + boxW / 2)" y="\(y + 24)" text-anchor="middle" font-size="13">\(escape(title))</text>
-                <text x="\(x + boxW / 2)" y="\(y + 45)" text-anchor="middle" font-size="15" font-weight="bold">n = \(n)</text></g>
-
-                """
+        var out = ["CONSORT flow — trial \(config.trialID)", "Data cut: \(cut.text)", ""]
+        func panel(_ p: ConsortPanel, indent: String) {
+            for section in sections(p, config: config, arms: arms) {
+                out.append(indent + section.phase.uppercased())
+                for box in section.boxes {
+                    out.append(indent + "  " + box.title + (box.lines.count == 1 ? ": " + box.lines[0] : ""))
+                    if box.lines.count > 1 { for l in box.lines { out.append(indent + "    " + l) } }
+                }
+            }
         }
-        func arrow(_ x1: Int, _ y1: Int, _ x2: Int, _ y2: Int) {
-            s += "<line x1=\"\(x1)\" y1=\"\(y1)\" x2=\"\(x2)\" y2=\"\(y2)\" stroke=\"#333\" stroke-width=\"1.5\" marker-end=\"url(#arrow)\"/>\n"
+        panel(trial, indent: "")
+        for id in districtOrder(config: config) {
+            out.append("")
+            let (title, lines) = districtPanel(id, config: config)
+            out.append("District " + title)
+            for l in lines { out.append("  " + l) }
         }
-        let cx = width / 2 - boxW / 2
-        // Row 1: referred. Row 2: cancelled | decided | awaiting. Row 3: not selected | selected.
-        box(cx, 50, "Referred", referred, fill: "#e3ecf7")
-        let row2 = 160
-        let left = gap, right = width - gap - boxW
-        box(left, row2, "Cancelled", cancelled)
-        box(cx, row2, "Decided by gatekeeper", decided, fill: "#e3ecf7")
-        box(right, row2, "Awaiting gatekeeper", awaiting)
-        arrow(cx + boxW / 2, 50 + boxH, cx + boxW / 2, row2)
-        arrow(cx, 50 + boxH / 2, left + boxW / 2, row2)
-        arrow(cx + boxW, 50 + boxH / 2, right + boxW / 2, row2)
-        let row3 = 270
-        box(left, row3, "Not selected", notSelected)
-        box(cx, row3, "Selected, randomised", selected, fill: "#e3ecf7")
-        arrow(cx + boxW / 2, row2 + boxH, cx + boxW / 2, row3)
-        arrow(cx, row2 + boxH / 2 + 10, left + boxW / 2, row3)
-        // Row 4: arms; row 5: removed by opt-out; row 6: in the dataset.
-        let row4 = 380, row5 = 470, row6 = 550
-        for (i, a) in arms.enumerated() {
-            let x = gap + i * (boxW + gap) + (width - (armCount * (boxW + gap) + gap)) / 2
-            box(x, row4, "Allocated to \(a.rawValue)", allocated[a, default: 0], fill: "#eaf5ea")
-            arrow(cx + boxW / 2, row3 + boxH, x + boxW / 2, row4)
-            box(x, row5, "Opted out (removed)", optedOutAllocated[a, default: 0], fill: "#fbeeee")
-            arrow(x + boxW / 2, row4 + boxH, x + boxW / 2, row5)
-            box(x, row6, "\(a.rawValue) in the dataset", allocated[a, default: 0] - optedOutAllocated[a, default: 0], fill: "#eaf5ea")
-            arrow(x + boxW / 2, row5 + boxH, x + boxW / 2, row6)
-        }
-        s +=
-            "<text x=\"\(left + boxW / 2)\" y=\"\(row3 + boxH + 18)\" text-anchor=\"middle\" font-size=\"12\">opted out (removed): \(optedOutNotSelected)</text>\n"
-        s +=
-            "<text x=\"\(right + boxW / 2)\" y=\"\(row2 + boxH + 18)\" text-anchor=\"middle\" font-size=\"12\">opted out (removed): \(optedOutAwaiting)</text>\n"
-        s +=
-            "<text x=\"\(width / 2)\" y=\"\(height - 14)\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">In the dataset: \(inDataset) referrals (\(removedOptedOut) removed by opt-out)</text>\n"
-        s += "</svg>\n"
-        return s
+        out.append("")
+        out.append("People: distinct research ids; a person referred again can be in more than one box, so people do not add up as referrals do.")
+        return out.joined(separator: "\n")
     }
 
-    private func escape(_ t: String) -> String {
-        t.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+    /// The flow as data (`report consort --json` and the HTML report).
+    public func json(config: TrialConfig) -> JSONValue {
+        func panelJSON(_ p: ConsortPanel) -> JSONValue {
+            let arms = arms(config: config)
+            let sections = sections(p, config: config, arms: arms)
+            return .object(
+                JSONObject(
+                    sections.map { s in
+                        (s.phase, JSONValue.array(s.boxes.map { .object(["title": .string($0.title), "lines": .array($0.lines.map { .string($0) })]) }))
+                    }))
+        }
+        var districtsJSON = JSONObject()
+        for id in districtOrder(config: config) { districtsJSON[id] = panelJSON(districts[id] ?? ConsortPanel()) }
+        return .object([
+            "trial_id": .string(config.trialID), "head_seq": .int(cut.seq), "head": .string(cut.head),
+            "recorded_at": cut.recordedAt.map { .string($0.iso) } ?? .null, "trial": panelJSON(trial), "districts": .object(districtsJSON),
+        ])
     }
 }

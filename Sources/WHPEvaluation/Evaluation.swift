@@ -36,11 +36,27 @@ public struct EvaluationRow: Sendable, Equatable {
     public var gkRule: String
     public var arm: String
     public var inError: String
+    /// RULES2 R14: the follow-up steps (dates at the export's precision) and reasons.
+    public var providerReferralDate: String = ""
+    public var startDate: String = ""
+    public var notStartedReason: String = ""
+    public var leftDate: String = ""
+    public var leftReason: String = ""
+    /// RULES2 R14: the referral has a `disclosed` event.
+    public var disclosed: Bool = false
+    public var correctedGroup: String = ""
+    /// RULES2 R15: the provider's id.
+    public var provider: String = ""
 
     public static let columns = [
         "research_id", "district", "group", "stratum", "referral_number", "referral_date",
         "gk_date", "gk_outcome", "gk_rule", "arm", "in_error",
+        "provider_referral_date", "start_date", "not_started_reason", "left_date", "left_reason",
+        "disclosed", "corrected_group", "provider",
     ]
+
+    /// The columns holding dates at the chosen precision.
+    public static let dateColumns: Set<String> = ["referral_date", "gk_date", "provider_referral_date", "start_date", "left_date"]
 
     public init(
         researchID: String, district: String, group: String, stratum: String, referralNumber: Int,
@@ -52,7 +68,10 @@ public struct EvaluationRow: Sendable, Equatable {
     }
 
     public var values: [String] {
-        [researchID, district, group, stratum, String(referralNumber), referralDate, gkDate, gkOutcome, gkRule, arm, inError]
+        [
+            researchID, district, group, stratum, String(referralNumber), referralDate, gkDate, gkOutcome, gkRule, arm, inError,
+            providerReferralDate, startDate, notStartedReason, leftDate, leftReason, disclosed ? "true" : "false", correctedGroup, provider,
+        ]
     }
 
     /// An RFC 4180 record with its CRLF.
@@ -72,13 +91,22 @@ public struct EvaluationRow: Sendable, Equatable {
         out.append(0x0d); out.append(0x0a)
     }
 
-    /// A JSON Lines record: every column, strings except `referral_number`; empty cells are null.
+    /// A JSON Lines record: every column; strings except `referral_number`
+    /// (a number) and `disclosed` (a boolean); empty cells are null.
     public func jsonl(into out: inout [UInt8]) {
         var w = JSONWriter(capacity: 320)
         w.beginObject()
         for (c, v) in zip(EvaluationRow.columns, values) {
             w.key(c)
-            if c == "referral_number" { w.int(referralNumber) } else if v.isEmpty { w.null() } else { w.string(v) }
+            if c == "referral_number" {
+                w.int(referralNumber)
+            } else if c == "disclosed" {
+                w.bool(disclosed)
+            } else if v.isEmpty {
+                w.null()
+            } else {
+                w.string(v)
+            }
         }
         w.endObject()
         w.newline()
@@ -115,55 +143,21 @@ public enum Evaluation {
         case .allocated(let a): outcome = "selected"; arm = a.rawValue
         case .cancelled: return nil
         }
-        return EvaluationRow(
+        var row = EvaluationRow(
             researchID: Derivation.researchID(key: evaluationKey, pseudonym: f.claimant),
             district: f.district, group: f.group, stratum: config.stratum(district: f.district, group: f.group),
             referralNumber: f.claimantReferralNumber, referralDate: precision.format(f.referralDate),
             gkDate: f.gkDate.map(precision.format) ?? "", gkOutcome: outcome,
             gkRule: outcome == "pending" ? "" : (f.rule ?? ""), arm: arm, inError: f.flag ?? "")
-    }
-
-    /// `codebook.md`: every column, its values, the date precision.
-    public static func codebook(config: TrialConfig, precision: DatePrecision, format: ExportFormat) -> String {
-        let dateForm: String =
-            switch precision {
-            case .day: "the day, `YYYY-MM-DD` (e.g. `2017-11-03`)"
-            case .week: "the ISO 8601 week, `YYYY-Www` with the ISO week-year (e.g. `2017-W44`)"
-            case .month: "the month, `YYYY-MM` (e.g. `2017-11`)"
-            }
-        let file =
-            format == .csv
-            ? "`allocations.csv` (RFC 4180, header row, CRLF line ends; empty cell = no value)"
-            : "`allocations.jsonl` (one JSON object per line; null = no value)"
-        return """
-            # Codebook — trial \(config.trialID)
-
-            Data file: \(file). One row per referral that was not cancelled, in the order the
-            referrals were made. Referrals of claimants who opted out of the evaluation are left
-            out (`removed_opted_out` in `manifest.json` counts them). Nothing in the file identifies
-            a person: no National Insurance or reference number, pseudonym, referral id, staff id,
-            name or free text.
-
-            Date precision: **\(precision.rawValue)** — every date is given as \(dateForm).
-
-            | column | meaning | values |
-            | --- | --- | --- |
-            | `research_id` | the claimant, as a stable research id (HMAC under the evaluation key; the same in every export of this trial) | 64 hex digits |
-            | `district` | the district that made the referral | \(config.districts.map { "`\($0.id)`" }.joined(separator: ", ")) |
-            | `group` | the referral's group | \(config.groups.map { "`\($0)`" }.joined(separator: ", ")) |
-            | `stratum` | the allocation stratum: the district\(config.stratifyByGroup ? ", `|`, and the group" : " (this trial does not stratify by group)") | text |
-            | `referral_number` | 1 for the claimant's first referral in the trial, 2 for the second, … (cancelled referrals count) | integer ≥ 1 |
-            | `referral_date` | when the work coach referred | date |
-            | `gk_date` | when the district gatekeeper decided; empty while pending | date or empty |
-            | `gk_outcome` | the gatekeeper's decision | `selected`, `not_selected`, `pending` |
-            | `gk_rule` | how the gatekeeper decided: `fifo` (oldest first) or `lottery` (random order) under a capacity, or `manual` (named by the gatekeeper — not random); empty while pending | `fifo`, `lottery`, `manual`, empty |
-            | `arm` | the random allocation of a selected referral | `WHP`, `PSC`, `RCG`, empty |
-            | `in_error` | the reason the allocation was flagged as made in error (it keeps its arm) | `ineligible`, `duplicate`, `wrong_group`, `other`, empty |
-
-            Arms: WHP = the Work and Health Programme; PSC = the Public Sector Comparator (only in
-            the four PSC districts); RCG = the Random Control Group.
-
-            """
+        row.providerReferralDate = f.followUp.providerReferralDate.map(precision.format) ?? ""
+        row.startDate = f.followUp.startDate.map(precision.format) ?? ""
+        row.notStartedReason = f.followUp.notStartedReason ?? ""
+        row.leftDate = f.followUp.leftDate.map(precision.format) ?? ""
+        row.leftReason = f.followUp.leftReason ?? ""
+        row.disclosed = f.disclosed
+        row.correctedGroup = f.correctedGroup ?? ""
+        row.provider = f.provider ?? ""
+        return row
     }
 }
 
@@ -234,6 +228,15 @@ public final class EvaluationRowWriter {
             out.append(0x2c); CSV.field(rule, into: &out)
             out.append(0x2c); appendStatic(arm, to: &out)
             out.append(0x2c); CSV.field(flag, into: &out)
+            let u = f.followUp
+            out.append(0x2c); if let d = u.providerReferralDate { appendDate(d, to: &out) }
+            out.append(0x2c); if let d = u.startDate { appendDate(d, to: &out) }
+            out.append(0x2c); if let r = u.notStartedReason { CSV.field(r, into: &out) }
+            out.append(0x2c); if let d = u.leftDate { appendDate(d, to: &out) }
+            out.append(0x2c); if let r = u.leftReason { CSV.field(r, into: &out) }
+            out.append(0x2c); appendStatic(f.disclosed ? "true" : "false", to: &out)
+            out.append(0x2c); if let g = f.correctedGroup { CSV.field(g, into: &out) }
+            out.append(0x2c); if let p = f.provider { CSV.field(p, into: &out) }
             out.append(0x0d); out.append(0x0a)
         } else {
             appendStatic("{\"research_id\":\"", to: &out)
@@ -252,6 +255,15 @@ public final class EvaluationRowWriter {
             appendStatic(",\"arm\":", to: &out)
             if arm.utf8CodeUnitCount == 0 { appendStatic("null", to: &out) } else { out.append(0x22); appendStatic(arm, to: &out); out.append(0x22) }
             appendStatic(",\"in_error\":", to: &out); jsonString(flag, to: &out)
+            let u = f.followUp
+            appendStatic(",\"provider_referral_date\":", to: &out); jsonDate(u.providerReferralDate, to: &out)
+            appendStatic(",\"start_date\":", to: &out); jsonDate(u.startDate, to: &out)
+            appendStatic(",\"not_started_reason\":", to: &out); jsonString(u.notStartedReason ?? "", to: &out)
+            appendStatic(",\"left_date\":", to: &out); jsonDate(u.leftDate, to: &out)
+            appendStatic(",\"left_reason\":", to: &out); jsonString(u.leftReason ?? "", to: &out)
+            appendStatic(f.disclosed ? ",\"disclosed\":true" : ",\"disclosed\":false", to: &out)
+            appendStatic(",\"corrected_group\":", to: &out); jsonString(f.correctedGroup ?? "", to: &out)
+            appendStatic(",\"provider\":", to: &out); jsonString(f.provider ?? "", to: &out)
             appendStatic("}\n", to: &out)
         }
         return true
@@ -260,6 +272,12 @@ public final class EvaluationRowWriter {
     @inline(__always)
     private func appendStatic(_ s: StaticString, to out: inout [UInt8]) {
         out.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+
+    /// A date cell: null when absent.
+    private func jsonDate(_ d: CivilDate?, to out: inout [UInt8]) {
+        guard let d else { appendStatic("null", to: &out); return }
+        out.append(0x22); appendDate(d, to: &out); out.append(0x22)
     }
 
     /// A string cell: null when empty, as `jsonl(into:)` writes it.

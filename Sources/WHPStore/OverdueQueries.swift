@@ -6,7 +6,7 @@ extension StoreTransaction {
     public func forEachOverdueCandidate(_ body: (Overdue.Facts) throws -> Void) throws {
         try s.stream(
             """
-            SELECT r.referral_id, r.district, r.status, r.referral_date, r.decided_on,
+            SELECT r.referral_id, r.district, r.status, r.referral_date, r.gk_date, r.decided_on,
                    (SELECT date FROM follow_ups f WHERE f.step_key = r.referral_id || '|provider_referral'),
                    CASE WHEN EXISTS (SELECT 1 FROM follow_ups f WHERE f.step_key IN (r.referral_id || '|started', r.referral_id || '|did_not_start'))
                         THEN 1 ELSE 0 END
@@ -21,8 +21,8 @@ extension StoreTransaction {
             try body(
                 Overdue.Facts(
                     referralID: r.text(0) ?? "", district: r.text(1) ?? "", status: state.status, referralDate: date,
-                    decidedOn: r.text(4).flatMap(CivilDate.init), providerReferral: r.text(5).flatMap(CivilDate.init),
-                    startRecorded: r.int(6) == 1))
+                    gkDate: r.text(4).flatMap(CivilDate.init), decidedOn: r.text(5).flatMap(CivilDate.init),
+                    providerReferral: r.text(6).flatMap(CivilDate.init), startRecorded: r.int(7) == 1))
         }
     }
 }

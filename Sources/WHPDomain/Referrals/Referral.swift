@@ -142,7 +142,12 @@ public struct Referral: Sendable, Equatable {
 
     /// The date its lock runs from: the decision's recorded date under rules
     /// 2 (R1), the gatekeeper date under rules 1. Nil until decided.
-    public func lockBase(_ rules: RulesVersion) -> CivilDate? { rules == .one ? gkDate : decidedOn }
+    public func lockBase(_ rules: RulesVersion) -> CivilDate? { Self.lockBase(rules, gkDate: gkDate, decidedOn: decidedOn) }
+
+    /// The rule itself, for readers holding only the two dates.
+    public static func lockBase(_ rules: RulesVersion, gkDate: CivilDate?, decidedOn: CivilDate?) -> CivilDate? {
+        rules == .one ? gkDate : decidedOn
+    }
 
     /// What the lock rules and views read of it.
     public func outcome(_ rules: RulesVersion) -> ReferralOutcome {
