@@ -17,7 +17,14 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "whp", targets: ["whp"]),
+        // Libraries for the benchmark package (Benchmarks/), which measures each layer.
+        .library(name: "WHPCrypto", targets: ["WHPCrypto"]),
+        .library(name: "WHPJSON", targets: ["WHPJSON"]),
         .library(name: "WHPDomain", targets: ["WHPDomain"]),
+        .library(name: "WHPStore", targets: ["WHPStore"]),
+        .library(name: "WHPAudit", targets: ["WHPAudit"]),
+        .library(name: "WHPEvaluation", targets: ["WHPEvaluation"]),
+        .library(name: "WHPService", targets: ["WHPService"]),
         .library(name: "WHPApp", targets: ["WHPApp"]),
     ],
     dependencies: [

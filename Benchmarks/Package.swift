@@ -19,8 +19,12 @@ let package = Package(
             name: "WHPBench",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "WHPCore", package: "whp"),
+                .product(name: "WHPCrypto", package: "whp"),
+                .product(name: "WHPJSON", package: "whp"),
+                .product(name: "WHPDomain", package: "whp"),
                 .product(name: "WHPStore", package: "whp"),
+                .product(name: "WHPAudit", package: "whp"),
+                .product(name: "WHPEvaluation", package: "whp"),
                 .product(name: "WHPService", package: "whp"),
             ],
             path: "Benchmarks/WHPBench",

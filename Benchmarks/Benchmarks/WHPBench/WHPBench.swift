@@ -1,6 +1,10 @@
 import Benchmark
 import Foundation
-import WHPCore
+import WHPAudit
+import WHPCrypto
+import WHPDomain
+import WHPEvaluation
+import WHPJSON
 import WHPService
 import WHPStore
 
@@ -28,12 +32,12 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    let event = Event(
-        seq: 2, type: .referred,
-        payload: [
-            "referral_id": "R-1", "claimant": String(repeating: "5", count: 64), "district": "devon-cornwall",
-            "group": "disability", "referral_date": "2017-11-01", "actor": "work_coach:WC0042", "recorded_at": "2017-11-01T09:05:00Z",
-        ])
+    let at = Instant("2017-11-01T09:05:00Z")!
+    let referred = TrialEvent.referred(
+        Referred(
+            referralID: "R-1", claimant: Pseudonym(hex: String(repeating: "5", count: 64)), district: "devon-cornwall",
+            group: "disability", referralDate: CivilDate("2017-11-01")!, actor: "work_coach:WC0042", recordedAt: at))
+    let event = Event(seq: 2, type: referred.type.rawValue, payload: referred.payload)
     Benchmark("event encoding + chain hash") { benchmark in
         var h = seed
         for _ in benchmark.scaledIterations { h = Chain.next(previous: h, event: event) }
@@ -46,7 +50,9 @@ let benchmarks: @Sendable () -> Void = {
     let config = TrialConfig(
         trialID: "whp-demo", groups: ["disability", "early_access"],
         districts: [
-            District(id: "devon-cornwall", name: "Devon and Cornwall", psc: true, gatekeeperRule: .lottery, weights: weights)
+            District(
+                id: "devon-cornwall", name: "Devon and Cornwall", psc: true, gatekeeperRule: .lottery, weights: weights,
+                providers: [Provider(id: "prov-a", name: "A", arm: .whp, share: 2), Provider(id: "prov-b", name: "B", arm: .whp, share: 1)])
         ])
     let decoder = RequestDecoder(config: config)
     let today = CivilDate("2018-01-01")!
@@ -67,7 +73,7 @@ let benchmarks: @Sendable () -> Void = {
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try Store.create(path: dir.appendingPathComponent("whp.sqlite").path)
         try store.write { tx in
-            try tx.append(.trialStarted, config.trialStartedPayload(commitment: seed, configHash: seed, recordedAt: Instant("2017-11-01T09:00:00Z")!))
+            _ = try tx.append(.trialStarted(config.trialStarted(commitment: seed, configHash: seed, rules: .current, recordedAt: at)))
         }
         var n = 0
         benchmark.startMeasurement()
@@ -75,19 +81,30 @@ let benchmarks: @Sendable () -> Void = {
             try store.write { tx in
                 for _ in 0..<1000 {
                     n += 1
-                    try tx.append(
-                        .referred,
-                        [
-                            "referral_id": "R-\(n)", "claimant": "c\(n)", "district": "devon-cornwall",
-                            "group": "disability", "referral_date": "2017-11-01", "actor": "work_coach:W",
-                            "recorded_at": "2017-11-01T09:05:00Z",
-                        ])
+                    _ = try tx.append(
+                        .referred(
+                            Referred(
+                                referralID: "R-\(n)", claimant: Pseudonym(hex: Crypto.sha256(Array("c\(n)".utf8)).hex),
+                                district: "devon-cornwall", group: "disability", referralDate: CivilDate("2017-11-01")!,
+                                actor: "work_coach:W", recordedAt: at)))
                 }
             }
         }
     }
 
     // --- Pure-core costs of `verify` and `export` (performance issue #7) ---
+
+    let shares = config.districts[0].configuredShares(of: .whp)!
+    Benchmark("provider draw (RULES2 R15, permuted_block)") { benchmark in
+        var state = ProviderStratumState()
+        for _ in benchmark.scaledIterations {
+            let p = ProviderDraw.next(
+                state: state, seed: seed, trialID: "whp-demo", stratum: "devon-cornwall|WHP", shares: shares,
+                method: .permutedBlock, multipliers: [1, 2])!
+            state.apply(p)
+            blackHole(p)
+        }
+    }
 
     let trialLog = SyntheticTrial.log(config: config, seed: seed, referrals: 3_000)
     Benchmark("verify: consume one event (payload text, with seed)", configuration: .init(scalingFactor: .kilo)) { benchmark in
@@ -171,63 +188,66 @@ let benchmarks: @Sendable () -> Void = {
 }
 
 /// A trial log for the verifier benchmarks: `referrals` referrals in one
-/// district, one lottery run selecting all of them, their allocations; chained
+/// district, one lottery run selecting all of them, their allocations (with
+/// a provider draw for WHP places when the district has providers); chained
 /// as the store chains it.
 enum SyntheticTrial {
     struct Stored { var seq: Int; var type: String; var text: String; var hash: String }
 
     static func log(config: TrialConfig, seed: Bytes32, referrals n: Int) -> [Stored] {
         let at = Instant("2017-11-01T09:00:00Z")!
+        let day = CivilDate("2017-11-01")!, gk = CivilDate("2017-11-20")!
         let commitment = Derivation.commitment(trialID: config.trialID, seed: seed)
-        var payloads: [(EventType, [String: String])] = [(.trialStarted, config.trialStartedPayload(commitment: commitment, configHash: seed, recordedAt: at))]
+        var events: [TrialEvent] = [.trialStarted(config.trialStarted(commitment: commitment, configHash: seed, rules: .current, recordedAt: at))]
         let district = config.districts[0]
-        for i in 0..<n {
-            payloads.append(
-                (
-                    .referred,
-                    [
-                        "referral_id": "R\(i)", "claimant": Crypto.sha256(Array("c\(i)".utf8)).hex, "district": district.id,
-                        "group": "disability", "referral_date": "2017-11-01", "actor": "work_coach:WC1", "recorded_at": at.iso,
-                    ]
-                ))
-        }
+        let claimant = { (i: Int) in Pseudonym(hex: Crypto.sha256(Array("c\(i)".utf8)).hex) }
         let ids = (0..<n).map { "R\($0)" }
+        for (i, id) in ids.enumerated() {
+            events.append(
+                .referred(
+                    Referred(
+                        referralID: id, claimant: claimant(i), district: district.id, group: "disability", referralDate: day,
+                        actor: "work_coach:WC1", recordedAt: at)))
+        }
         let sel = GatekeeperSelection.select(
-            ids.enumerated().map { PendingReferral(referralID: $1, referralDate: CivilDate("2017-11-01")!, referredSeq: $0 + 2) },
+            ids.enumerated().map { PendingReferral(referralID: $1, referralDate: day, referredSeq: $0 + 2) },
             capacity: n, rule: .lottery
         ) { Derivation.lotteryKey(seed: seed, trialID: config.trialID, runID: "gk-1", referralID: $0) }
         for id in ids {
-            payloads.append(
-                (
-                    .gatekeeperDecision,
-                    [
-                        "run_id": "gk-1", "referral_id": id, "gk_date": "2017-11-20", "rule": "lottery", "decision": "selected",
-                        "capacity": String(n), "lottery_key": sel.keys[id]!.hex, "actor": "gatekeeper:GK", "recorded_at": at.iso,
-                    ]
-                ))
+            events.append(
+                .gatekeeperDecision(
+                    GatekeeperDecision(
+                        runID: "gk-1", referralID: id, decision: .selected, gkDate: gk, rule: .lottery, lotteryKey: sel.keys[id],
+                        capacity: n, actor: "gatekeeper:GK", recordedAt: at)))
         }
         var state = StratumState()
+        var providers: [String: ProviderStratumState] = [:]
+        let stratum = config.stratum(district: district.id, group: "disability")
         for (i, id) in ids.enumerated() {
             let (d, next) = Allocator.next(
-                state: state, seed: seed, trialID: config.trialID, stratum: district.id, weights: district.weights,
-                method: .permutedBlock, multipliers: config.blockMultipliers)
+                state: state, seed: seed, trialID: config.trialID, stratum: stratum, weights: district.weights,
+                method: config.method, multipliers: config.blockMultipliers)
             state = next
-            payloads.append(
-                (
-                    .allocated,
-                    [
-                        "referral_id": id, "run_id": "gk-1", "gk_date": "2017-11-20", "claimant": Crypto.sha256(Array("c\(i)".utf8)).hex,
-                        "district": district.id, "group": "disability", "stratum": district.id, "index": String(d.index),
-                        "arm": d.arm.rawValue, "alloc_seed": d.allocSeed.hex, "block": String(d.block!), "block_size": String(d.blockSize!),
-                        "position": String(d.position!), "recorded_at": at.iso,
-                    ]
-                ))
+            var provider: ProviderAllocation?
+            if let shares = district.configuredShares(of: d.arm) {
+                let pi = ProviderDraw.stratum(stratum, arm: d.arm)
+                provider = ProviderDraw.next(
+                    state: providers[pi] ?? ProviderStratumState(), seed: seed, trialID: config.trialID, stratum: pi,
+                    shares: shares, method: config.method, multipliers: config.blockMultipliers)
+                providers[pi, default: ProviderStratumState()].apply(provider!)
+            }
+            events.append(
+                .allocated(
+                    Allocated(
+                        referralID: id, claimant: claimant(i), district: district.id, group: "disability", stratum: stratum,
+                        index: d.index, arm: d.arm, allocSeed: d.allocSeed, gkDate: gk, runID: "gk-1", slot: d.slot,
+                        provider: provider, recordedAt: at)))
         }
         var prev = Derivation.genesis(trialID: config.trialID, commitment: commitment)
-        return payloads.enumerated().map { k, p in
-            let e = Event(seq: k + 1, type: p.0, payload: p.1)
-            prev = Chain.next(previous: prev, event: e)
-            return Stored(seq: k + 1, type: p.0.rawValue, text: PayloadJSON.encode(p.1), hash: prev.hex)
+        return events.enumerated().map { k, e in
+            let event = Event(seq: k + 1, type: e.type.rawValue, payload: e.payload)
+            prev = Chain.next(previous: prev, event: event)
+            return Stored(seq: k + 1, type: event.type, text: PayloadJSON.encode(event.payload), hash: prev.hex)
         }
     }
 }
