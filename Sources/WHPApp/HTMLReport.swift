@@ -20,12 +20,10 @@ public enum HTMLReport {
         var flow = ConsortFlow()
         var recruitment = RecruitmentSeries()
         var waiting: [Overdue.Facts] = []
-        var checkpoint = ""
+        // The checkpoint is the verified head, so the two cannot disagree however the trial moves on meanwhile.
+        let checkpointObject: JSONObject = ["trial_id": .string(trial?.trialID ?? config.trialID), "seq": .int(audit.events), "head": .string(audit.head)]
+        let checkpoint = String(decoding: JSON.encode(.object(checkpointObject)), as: UTF8.self)
         try store.read { tx in
-            if let head = tx.head {
-                let obj: JSONObject = ["trial_id": .string(trial?.trialID ?? config.trialID), "seq": .int(head.seq), "head": .string(head.hash.hex)]
-                checkpoint = String(decoding: JSON.encode(.object(obj)), as: UTF8.self)
-            }
             guard !publish else { return }
             try tx.forEachReferralFact { f in
                 flow.add(f)

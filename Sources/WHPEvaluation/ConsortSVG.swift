@@ -63,7 +63,7 @@ extension ConsortFlow {
             var bottoms: [Int] = []
             let armBoxes = Array(section.boxes.prefix(arms.count))
             let heights = armBoxes.map { measure($0.title, $0.lines, columnWidth) }
-            let rowHeight = heights.max() ?? 40
+            let rowHeight = max(heights.max() ?? 40, 96)
             for (i, b) in armBoxes.enumerated() {
                 if !previousBottoms.isEmpty { arrow(&body, armX(i) + columnWidth / 2, previousBottoms[i], armX(i) + columnWidth / 2, y) }
                 let fill = section.phase == "Allocation" ? "#eaf5ea" : (section.phase == "Analysis" ? "#fdf3e3" : "#ffffff")

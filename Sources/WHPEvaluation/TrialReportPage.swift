@@ -262,7 +262,7 @@ public struct TrialReportPage {
             }
             let verdict = !c.tested ? "not tested" : (c.passed ? "ok" : "FAIL")
             s +=
-                "<tr><td>\(escapeXML(c.name))</td><td class=\"\(c.passed ? "ok" : "fail")\">\(verdict)</td><td>\(Balance.format(c.statistic))</td><td>\(c.df)</td><td>\(Balance.format(c.pValue))</td></tr>\n"
+                "<tr><td>\(escapeXML(c.name))</td><td class=\"\(!c.tested ? "" : (c.passed ? "ok" : "fail"))\">\(verdict)</td><td>\(Balance.format(c.statistic))</td><td>\(c.df)</td><td>\(Balance.format(c.pValue))</td></tr>\n"
         }
         s += "</tbody></table>\n"
         if !balance.rcgShares.isEmpty {

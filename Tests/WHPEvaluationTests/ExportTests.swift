@@ -212,31 +212,4 @@ struct ExportTests {
         #expect(try runWHP(["export"] + t.common + ["--out", t.root.appendingPathComponent("e").path, "--date-precision", "year"]).status == 2)
         #expect(try runWHP(["export"] + t.common + ["--out", t.config.path]).status == 2, "a non-empty folder is refused")
     }
-
-    @Test func consortCountsAddUpAndSVGIsWellFormed() throws {
-        let (t, _) = try Self.makeTrial()
-        let svg = t.root.appendingPathComponent("consort.svg")
-        let r = try runWHP(["report", "consort"] + t.common + ["--svg", svg.path])
-        #expect(r.status == 0, "\(r.stderr)")
-        var n: [String: Int] = [:]
-        for line in r.stdout.split(separator: "\n") {
-            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
-            // The first line of each label: the arms under "Selected", not those "In the dataset".
-            let label = parts.dropLast().joined(separator: " ")
-            if let v = parts.last.flatMap({ Int($0) }), n[label] == nil { n[label] = v }
-        }
-        let referred = try #require(n["Referred"])
-        #expect(referred == 90)
-        #expect(n["Cancelled before the gatekeeper"]! + n["Awaiting the gatekeeper"]! + n["Decided by the gatekeeper"]! == referred)
-        #expect(n["Not selected"]! + n["Selected and randomly allocated"]! == n["Decided by the gatekeeper"]!)
-        #expect(n["WHP"]! + n["PSC"]! + n["RCG"]! == n["Selected and randomly allocated"]!)
-        #expect(n["In the dataset"]! == referred - n["Cancelled before the gatekeeper"]! - n["Removed by opt-out (referrals)"]!)
-        #expect(n["Removed by opt-out (referrals)"]! == 2)
-        #expect(n["In the dataset"]! == 87, "matches the export's row count")
-
-        let parser = XMLParser(data: try Data(contentsOf: svg))
-        #expect(parser.parse(), "the SVG is well-formed XML: \(String(describing: parser.parserError))")
-        let text = try String(contentsOf: svg, encoding: .utf8)
-        #expect(text.contains("n = \(referred)") && text.contains("<svg"))
-    }
 }
