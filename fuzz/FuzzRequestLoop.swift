@@ -21,7 +21,8 @@
 // Built by scripts/fuzz against the SwiftPM-built modules (instrumented with
 // `swift build --sanitize fuzzer`).
 
-import WHPCore
+import WHPDomain
+import WHPJSON
 import WHPService
 
 let config = TrialConfig(

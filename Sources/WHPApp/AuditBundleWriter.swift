@@ -25,7 +25,7 @@ public enum AuditBundleWriter {
             try makeDirectory(out + "/district-config")
             for f in files {
                 let path = out + "/district-config/" + f.path
-                try makeDirectory((path as NSString).deletingLastPathComponent)
+                try makeDirectory(parentFolder(of: path))
                 try writeDurably(path, f.bytes)
             }
             try writeDurably(CommitmentFile.path(seedsDir: out, trialID: config.trialID), Array(commitment.json.utf8))

@@ -45,12 +45,19 @@ public enum Auditor {
         let unparsable = rebuild.unparsable
         var report = report0
         if let checkpoint { report.checks.append(checkpointCheck(checkpoint, trialID: config.trialID, found: hashes[checkpoint.seq], events: count)) }
-        report.checks.append(
-            diff.map {
+        if let refused = rebuild.unprojectable, diff?.seq.map({ $0 < refused.seq }) != true {
+            report.checks.append(
                 CheckResult(
                     name: "derived_tables", ok: false,
-                    detail: "table \($0.table): \($0.rows) row(s) differ from the rebuild from the log", firstBadSeq: $0.seq ?? unparsable)
-            } ?? CheckResult(name: "derived_tables", ok: true, detail: "every derived table equals its rebuild from the log"))
+                    detail: "event \(refused.seq) cannot be applied to the derived tables (\(refused.error.prefix(200)))", firstBadSeq: refused.seq))
+        } else {
+            report.checks.append(
+                diff.map {
+                    CheckResult(
+                        name: "derived_tables", ok: false,
+                        detail: "table \($0.table): \($0.rows) row(s) differ from the rebuild from the log", firstBadSeq: $0.seq ?? unparsable)
+                } ?? CheckResult(name: "derived_tables", ok: true, detail: "every derived table equals its rebuild from the log"))
+        }
         report.checks.sort { $0.name < $1.name }
         return report
     }
@@ -59,28 +66,24 @@ public enum Auditor {
         let loaded = try loadConfig(dir + "/district-config")
         let config = loaded.config, configHash = loaded.hash
         let commitment = publishedCommitment(CommitmentFile.path(seedsDir: dir, trialID: config.trialID))
-        var verifier = AuditVerifier(
+        let verifier = AuditVerifier(
             config: config, configHash: configHash, seed: seed,
             commitmentFile: commitment.map { PublishedCommitment(trialID: $0.trialID, commitment: $0.commitment, configHash: $0.configHash) })
-        guard let reader = LineReader(path: dir + "/events.jsonl") else { throw AppFailure.io("\(dir)/events.jsonl: cannot open") }
-        var count = 0, head = "", found: String?, line = 0
-        while let bytes = reader.next() {
-            line += 1
-            guard let obj = try? JSON.parse(bytes).objectValue, let seq = obj["seq"]?.intValue,
-                let type = obj["type"]?.stringValue, let hash = obj["hash"]?.stringValue,
-                let payloadObj = obj["payload"]?.objectValue
-            else {
-                verifier.consume(seq: count + 1, type: "", payload: Optional<[String: String]>.none, storedHash: "")
-                count += 1
-                continue
-            }
-            var payload: [String: String]? = [:]
-            for (k, v) in payloadObj.entries { if let s = v.stringValue { payload?[k] = s } else { payload = nil; break } }
-            verifier.consume(seq: seq, type: type, payload: payload, storedHash: hash)
-            count += 1; head = hash
-            if seq == checkpoint?.seq { found = hash }
+        guard let handle = FileHandle(forReadingAtPath: dir + "/events.jsonl") else { throw AppFailure.io("\(dir)/events.jsonl: cannot open") }
+        defer { try? handle.close() }
+        // Lines are framed as they are read, 1 MiB at a time: a line longer
+        // than BundleReader.maxLineBytes is judged without being held whole.
+        var reader = BundleReader(verifier: verifier, checkpointSeq: checkpoint?.seq)
+        var framer = BundleLineFramer()
+        while true {
+            let chunk: Data
+            do { chunk = try handle.read(upToCount: 1 << 20) ?? Data() } catch { throw AppFailure.io("\(dir)/events.jsonl: \(error)") }
+            if chunk.isEmpty { break }
+            chunk.withUnsafeBytes { raw in framer.feed(raw.bindMemory(to: UInt8.self)) { reader.take($0) } }
         }
-        var report = verifier.finish(events: count, head: head)
+        framer.end { reader.take($0) }
+        let count = reader.events, found = reader.checkpointHash
+        var report = reader.finish()
         if let checkpoint { report.checks.append(checkpointCheck(checkpoint, trialID: config.trialID, found: found, events: count)) }
         report.checks.sort { $0.name < $1.name }
         return report
@@ -134,40 +137,6 @@ public enum Auditor {
     }
 }
 
-/// Reads a file line by line without loading it whole.
-final class LineReader {
-    private let handle: FileHandle
-    private var buffer: [UInt8] = []
-    private var start = 0
-    private var eof = false
-
-    init?(path: String) {
-        guard let h = FileHandle(forReadingAtPath: path) else { return nil }
-        handle = h
-    }
-
-    func next() -> ArraySlice<UInt8>? {
-        while true {
-            if let nl = buffer[start...].firstIndex(of: 0x0a) {
-                let line = buffer[start..<nl]
-                start = nl + 1
-                if line.isEmpty { continue }
-                return line
-            }
-            if eof {
-                guard start < buffer.count else { return nil }
-                let line = buffer[start...]
-                start = buffer.count
-                return line
-            }
-            buffer.removeSubrange(0..<start)
-            start = 0
-            let chunk = handle.readData(ofLength: 1 << 20)
-            if chunk.isEmpty { eof = true } else { buffer.append(contentsOf: chunk) }
-        }
-    }
-}
-
 /// Replays the log into a scratch store's derived tables on a thread of its
 /// own, fed batches of stored events, so that `verify` uses both cores: the
 /// verifier (hashes, derivations, checks) on the reading thread, payload
@@ -185,6 +154,8 @@ final class ParallelRebuild: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     /// The first event whose payload did not parse (read after `finish`).
     private(set) var unparsable: Int?
+    /// The first event the derived tables refused, and why (read after `finish`).
+    private(set) var unprojectable: (seq: Int, error: String)?
 
     init(into store: Store) {
         self.store = store
@@ -231,7 +202,12 @@ final class ParallelRebuild: @unchecked Sendable {
                     for e in batch {
                         // `parse` accepts exactly what `PayloadJSON.decode` does, with the same fields.
                         if fields.parse(e.payloadText), let event = try? TrialEvent.decode(type: e.type, fields) {
-                            try project(event, e.seq)
+                            // A forged log can hold events the tables cannot take (a referral
+                            // id referred twice breaks a unique key): that event is where the
+                            // rebuild, and so `derived_tables`, fails; the rest is still applied.
+                            do { try project(event, e.seq) } catch {
+                                if unprojectable == nil { unprojectable = (e.seq, "\(error)") }
+                            }
                         } else if unparsable == nil {
                             unparsable = e.seq
                         }

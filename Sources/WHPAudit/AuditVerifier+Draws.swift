@@ -16,7 +16,9 @@ extension AuditVerifier {
         {
             fail(.draws, seq, "event \(seq): allocation facts differ from the referral (claimant, district, group or stratum)")
         }
-        guard let district = config.district(r.district) else { fail(.psc, seq, "event \(seq): unknown district"); return }
+        guard let district = config.district(r.district) else {
+            fail(.draws, seq, "event \(seq): its referral's district \(r.district) is not in district-config"); return
+        }
         if e.arm == .psc && !district.psc { fail(.psc, seq, "event \(seq): PSC allocation in \(r.district), which is not a PSC district") }
         count(.psc)
         if district.weights[e.arm] == 0 { fail(.draws, seq, "event \(seq): arm \(e.arm.rawValue) has weight 0 in \(r.district)") }

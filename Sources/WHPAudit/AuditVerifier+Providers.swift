@@ -13,7 +13,10 @@ extension AuditVerifier {
         guard let shares = ProviderShares(text: e.shares), shares.ids == configured.ids, shares.total > 0 else {
             fail(.providers, seq, "event \(seq): shares \(e.shares) do not name exactly the providers \(configured.ids), with a share above 0"); return
         }
-        if e.effective < e.recordedAt.date {
+        guard CalendarRange.contains(e.effective) else {
+            fail(.providers, seq, "event \(seq): effective \(e.effective.iso) is outside 1900–2999"); return
+        }
+        if let day = recordedDay(e.recordedAt), e.effective < day {
             fail(.providers, seq, "event \(seq): effective \(e.effective.iso) is before the day it was recorded")
         }
         shareChanges[e.district + "|" + e.arm.rawValue, default: []].append(
@@ -36,15 +39,21 @@ extension AuditVerifier {
         count(.providers)
         let pi = ProviderDraw.stratum(e.stratum, arm: e.arm)
         if p.stratum != pi { fail(.providers, seq, "event \(seq): provider_stratum \(p.stratum), expected \(pi)") }
-        let changes = shareChanges[district.id + "|" + e.arm.rawValue] ?? []
-        guard let inForce = SharesInForce.on(e.recordedAt.date, changes: changes, configured: configured) else {
-            fail(.providers, seq, "event \(seq): the shares in force do not parse"); return
+        // Which shares are in force hangs on the recorded day; with an
+        // out-of-range one (`recorded_at` fails) the draw is judged by the shares it records.
+        if let day = recordedDay(e.recordedAt) {
+            let changes = shareChanges[district.id + "|" + e.arm.rawValue] ?? []
+            guard let inForce = SharesInForce.on(day, changes: changes, configured: configured) else {
+                fail(.providers, seq, "event \(seq): the shares in force do not parse"); return
+            }
+            if p.shares != inForce.text { fail(.providers, seq, "event \(seq): provider_shares \(p.shares), but \(inForce.text) are in force") }
         }
-        if p.shares != inForce.text { fail(.providers, seq, "event \(seq): provider_shares \(p.shares), but \(inForce.text) are in force") }
         var s = providerStrata[pi] ?? ProviderStratumState()
         if p.index != s.nextIndex { fail(.providers, seq, "event \(seq): provider_index \(p.index) in \(pi), expected \(s.nextIndex)") }
         if let derivation {
-            if derivation.providerSeed(providerStratum: pi, index: p.index) != p.seed {
+            // Derived from the event's own provider_stratum, as alloc_seed is from its own
+            // stratum: a provider_stratum that is wrong fails `providers` above, not this too.
+            if derivation.providerSeed(providerStratum: p.stratum, index: p.index) != p.seed {
                 fail(.derivedSeeds, seq, "event \(seq): provider_seed is not the one the seed derives")
             }
         }
@@ -71,7 +80,7 @@ extension AuditVerifier {
                     fail(.providers, seq, "event \(seq): provider block size \(slot.size) is not W × a configured multiplier")
                 }
                 if let derivation {
-                    let q = derivation.providerBlockSeed(providerStratum: pi, block: slot.block)
+                    let q = derivation.providerBlockSeed(providerStratum: p.stratum, block: slot.block)
                     let expected = ProviderDraw.blockSize(blockSeed: q, shares: shares, multipliers: config.blockMultipliers)
                     if expected != slot.size {
                         fail(.derivedSeeds, seq, "event \(seq): provider block size \(slot.size) is not the one the seed derives")

@@ -21,7 +21,7 @@ extension AuditVerifier {
             )
         }
         count(.locks)
-        if config.district(e.district) == nil { fail(.psc, seq, "event \(seq): district \(e.district) is not in district-config") }
+        if config.district(e.district) == nil { fail(.locks, seq, "event \(seq): district \(e.district) is not in district-config") }
         if !config.groups.contains(e.group) { fail(.locks, seq, "event \(seq): group \(e.group) is not in district-config") }
         let ref = Ref(claimant: e.claimant, district: e.district, group: e.group, date: e.referralDate, seq: seq)
         let i: Int
@@ -80,6 +80,11 @@ extension AuditVerifier {
         guard let run = openRun, run.district == r.district, run.gkDate == e.gkDate, run.rule == e.rule else {
             fail(.gatekeeper, seq, "event \(seq): decision does not match its run (district, gk_date, rule)"); return
         }
+        if e.capacity != run.capacity {
+            fail(
+                .gatekeeper, seq,
+                "event \(seq): capacity \(e.capacity.map(String.init) ?? "none") differs from run \(run.id)'s \(run.capacity.map(String.init) ?? "none")")
+        }
         if r.date > e.gkDate { fail(.gatekeeper, seq, "event \(seq): referral \(e.referralID) is dated after the gatekeeper date") }
         if e.rule == .lottery {
             if e.lotteryKey == nil { fail(.gatekeeper, seq, "event \(seq): lottery decision without a lottery_key") }
@@ -93,7 +98,8 @@ extension AuditVerifier {
         openRun!.decided.append((e.referralID, i, e.decision == .selected, e.lotteryKey, seq))
         refs[i].state = next
         refs[i].gkDate = e.gkDate
-        refs[i].decidedOn = e.recordedAt.date
+        // The rules 2 lock base; none from an out-of-range recorded_at (it fails `recorded_at`).
+        refs[i].decidedOn = recordedDay(e.recordedAt)
         refs[i].runID = e.runID
         pendingByDistrict[r.district]?.remove(i)
         count(.gatekeeper)

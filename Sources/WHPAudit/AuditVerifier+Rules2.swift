@@ -35,26 +35,29 @@ extension AuditVerifier {
     }
 
     /// RULES2 R2's `dates` check for a `referred` event (rules 2 only).
+    /// An event whose recorded day is out of range is judged against
+    /// `opens` and `closes` only: the bounds that hang on its day are not
+    /// computed from a day the verifier does not trust.
     mutating func checkDates(referralDate d: CivilDate, recorded: Instant, _ seq: Int) {
         guard let window else { return }
         count(.dates)
-        let day = recorded.date
-        if d > day { fail(.dates, seq, "event \(seq): referral_date \(d.iso) is after the day it was recorded (\(day.iso))") }
-        if let crossing = window.check(referralDate: d, today: day) { fail(.dates, seq, "event \(seq): \(crossing.detail)") }
+        let day = recordedDay(recorded)
+        if let day, d > day { fail(.dates, seq, "event \(seq): referral_date \(d.iso) is after the day it was recorded (\(day.iso))") }
+        if let crossing = window.check(referralDate: d, today: day ?? d) { fail(.dates, seq, "event \(seq): \(crossing.detail)") }
     }
 
     mutating func checkDates(gkDate d: CivilDate, recorded: Instant, _ seq: Int) {
         guard let window else { return }
         count(.dates)
-        let day = recorded.date
-        if d > day { fail(.dates, seq, "event \(seq): gk_date \(d.iso) is after the day it was recorded (\(day.iso))") }
-        if let crossing = window.check(gkDate: d, today: day) { fail(.dates, seq, "event \(seq): \(crossing.detail)") }
+        let day = recordedDay(recorded)
+        if let day, d > day { fail(.dates, seq, "event \(seq): gk_date \(d.iso) is after the day it was recorded (\(day.iso))") }
+        if let crossing = window.check(gkDate: d, today: day ?? d) { fail(.dates, seq, "event \(seq): \(crossing.detail)") }
     }
 
     mutating func followedUp(_ e: FollowedUp, _ seq: Int) {
         count(.followUp)
         guard CalendarRange.contains(e.date) else { fail(.followUp, seq, "event \(seq): date \(e.date.iso) is outside 1900–2999"); return }
-        if e.date > e.recordedAt.date {
+        if let day = recordedDay(e.recordedAt), e.date > day {
             // On rules 2 this is the `dates` check's (R2); follow-ups are new, so a rules 1 trial's are judged here.
             fail(window != nil ? .dates : .followUp, seq, "event \(seq): a follow-up dated \(e.date.iso), after the day it was recorded")
         }

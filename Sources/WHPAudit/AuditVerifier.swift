@@ -65,6 +65,10 @@ public struct AuditVerifier {
     var lastRecordedAt: Instant?
     /// The trial as its `trial_started` event says, once read.
     var trial: TrialStarted?
+    /// trial_started's trial_id, commitment and config_hash as stored, kept
+    /// even when the event does not decode (an unknown `rules` value, say):
+    /// the commitment checks are then still made, from these.
+    var startedAs: (trialID: String, commitment: Bytes32, configHash: String?)?
     var rules: RulesVersion { trial?.rules ?? .one }
 
     struct Ref {
@@ -117,11 +121,24 @@ public struct AuditVerifier {
         encoded.reserveCapacity(1024)
     }
 
+    /// Keeps, per check, the failure at the lowest seq (one without a seq only
+    /// when none has one): failures are found out of seq order (a run's own are
+    /// judged when it closes, after its decisions'), and `first_bad_seq` is
+    /// where an auditor starts reading.
     mutating func fail(_ check: Check, _ seq: Int?, _ detail: String) {
-        if failures[check] == nil { failures[check] = (seq, detail) }
+        guard let kept = failures[check] else { failures[check] = (seq, detail); return }
+        if let seq, kept.seq.map({ seq < $0 }) ?? true { failures[check] = (seq, detail) }
     }
 
     mutating func count(_ check: Check) { counts[check, default: 0] += 1 }
+
+    /// The UTC day of an event's `recorded_at`, or nil when it lies outside
+    /// 1900–2999: `recorded_at` fails there, and no lock, window or share
+    /// choice is computed from it (docs/rules2.md, "Dates out of range").
+    func recordedDay(_ at: Instant) -> CivilDate? {
+        let d = at.date
+        return CalendarRange.contains(d) ? d : nil
+    }
 
     /// Feeds the next stored event (payload as parsed from the store or bundle;
     /// nil if it did not parse).
@@ -150,13 +167,21 @@ public struct AuditVerifier {
         text.withUTF8 { t in hash.withUTF8 { consume(seq: seq, type: type, payloadText: t, storedHash: $0) } }
     }
 
-    private mutating func consumeFields(seq: Int, type: String, parsed: Bool, storedHash: UnsafeBufferPointer<UInt8>) {
+    private mutating func consumeFields(seq storedSeq: Int, type: String, parsed: Bool, storedHash: UnsafeBufferPointer<UInt8>) {
         // chain
-        if seq != expectedSeq {
-            fail(.chain, expectedSeq, seq > expectedSeq ? "event \(expectedSeq) is missing (next stored is \(seq))" : "event \(seq) is out of order")
+        if storedSeq != expectedSeq {
+            fail(
+                .chain, expectedSeq,
+                storedSeq > expectedSeq ? "event \(expectedSeq) is missing (next stored is \(storedSeq))" : "event \(storedSeq) is out of order")
         }
-        // A seq near Int.max (a crafted line) must not overflow the next expectation.
-        expectedSeq = seq < Int.max - 1 ? max(expectedSeq, seq) + 1 : expectedSeq + 1
+        // An event stored out of order (a seq of 0, -1 or one already seen) is
+        // judged where it stands: every failure it causes is at that place, so
+        // a crafted seq cannot become every check's first bad one. The chain
+        // still hashes the seq as stored.
+        let seq = max(storedSeq, expectedSeq)
+        // The next expectation saturates: a seq at or near Int.max (a crafted
+        // line or row) must not overflow it, however many events follow.
+        expectedSeq = seq < Int.max ? seq + 1 : Int.max
         guard parsed else {
             fail(.chain, seq, "event \(seq): payload is not a flat JSON object of strings")
             previousHash = Bytes32(hexUTF8: storedHash)
@@ -169,9 +194,10 @@ public struct AuditVerifier {
                 return
             }
             previousHash = Derivation.genesis(trialID: tid, commitment: c)
+            startedAs = (tid, c, fields.text(.configHash))
         }
         if let prev = previousHash {
-            let h = chainHash(previous: prev, seq: seq, type: type)
+            let h = chainHash(previous: prev, seq: storedSeq, type: type)
             if !h.isHex(storedHash) { fail(.chain, seq, "event \(seq): stored hash does not match its content and the previous hash") }
             count(.chain)
             previousHash = h
@@ -241,7 +267,26 @@ public struct AuditVerifier {
         case .gatekeeperDecision: fail(.gatekeeper, seq, "event \(seq): malformed gatekeeper_decision (\(error))")
         case .flaggedInError: fail(.gatekeeper, seq, "event \(seq): malformed flagged_in_error (\(error))")
         case .disclosed: fail(.gatekeeper, seq, "event \(seq): malformed disclosed (\(error))")
-        case .allocated: fail(.draws, seq, "event \(seq): allocated event is malformed (\(error))")
+        case .allocated:
+            // A malformed provider field is the provider draw's failure (RULES2 R15); the
+            // allocation without it is still judged and applied, so that failure is this
+            // event's alone (its arm draw, its stratum and its referral go on as stored).
+            if let key = error.key, key.hasPrefix("provider"),
+                case .allocated(let e)? = try? TrialEvent.decode(type: .allocated, WithoutProviderDraw(base: fields))
+            {
+                sawProviderEvent = true
+                fail(.providers, seq, "event \(seq): allocated event's provider draw is malformed (\(error))")
+                allocation(e, seq)
+            } else {
+                fail(.draws, seq, "event \(seq): allocated event is malformed (\(error))")
+                // Still the allocation of its referral, if it names a selected one and an
+                // arm: not also a referral "never allocated" at its run, nor every follow-up after.
+                if let rid = fields.text(.referralID), let i = refIndex[rid], refs[i].state == .selected,
+                    fields.text(.runID) == refs[i].runID, let arm = fields.text(.arm).flatMap(Arm.init(rawValue:))
+                {
+                    refs[i].state = .allocated(arm)
+                }
+            }
         case .claimantLinked: fail(.links, seq, "event \(seq): claimant_linked event is malformed (\(error))")
         case .followedUp: fail(.followUp, seq, "event \(seq): followed_up event is malformed (\(error))")
         case .sharesSet: fail(.providers, seq, "event \(seq): shares_set event is malformed (\(error))")
@@ -254,7 +299,16 @@ public struct AuditVerifier {
             if trialSeen || seq != 1 { fail(.chain, seq, "a second trial_started at event \(seq)"); return }
             trial = e
             trialSeen = true
-            if e.rules >= .two { window = RecruitmentWindow(config.recruitment, startedOn: e.recordedAt.date) }
+            if e.rules >= .two {
+                // With no configured `opens`, it is the trial's start day, which an
+                // out-of-range recorded_at leaves unknown (RULES2 R9: not used).
+                var w = RecruitmentWindow(config.recruitment, startedOn: recordedDay(e.recordedAt) ?? CivilDate.earliest)
+                if config.recruitment.opens == nil && recordedDay(e.recordedAt) == nil {
+                    fail(.dates, seq, "opens is unknown: no [recruitment] opens and trial_started's recorded_at is outside 1900–2999")
+                    w.opens = CivilDate.earliest
+                }
+                window = w
+            }
             checkTrialStarted(e, seq)
             return
         }
@@ -293,13 +347,20 @@ public struct AuditVerifier {
             fail(.configHash, seq, "a rules 2 trial_started lacks its key checks (RULES2 R4)")
         }
         if let problem = config.ruleViolations(e.rules).first { fail(.configRules, seq, problem.description) }
+        checkCommitments(trialID: e.trialID, commitment: e.commitment, configHash: e.configHash.hex, seq)
+    }
+
+    /// The commitment file and the revealed seed against trial_started's
+    /// stored commitment (from the decoded event, or from its raw fields when
+    /// it did not decode, so neither check passes unexamined).
+    private mutating func checkCommitments(trialID: String, commitment: Bytes32, configHash: String?, _ seq: Int) {
         if let f = commitmentFile {
-            if f.trialID != e.trialID || f.commitment != e.commitment.hex || f.configHash != e.configHash.hex {
+            if f.trialID != trialID || f.commitment != commitment.hex || f.configHash != configHash {
                 fail(.commitmentFile, seq, "the commitment file does not match trial_started (trial_id, commitment or config_hash)")
             }
         }
         if let seed {
-            if Derivation.commitment(trialID: e.trialID, seed: seed) != e.commitment {
+            if Derivation.commitment(trialID: trialID, seed: seed) != commitment {
                 fail(.commitment, seq, "the seed does not match the commitment in trial_started")
             }
             count(.commitment)
@@ -320,6 +381,14 @@ public struct AuditVerifier {
     public mutating func finish(events: Int, head: String) -> AuditReport {
         closeRun()
         if !trialSeen { fail(.chain, 1, "the log has no trial_started event") }
+        if trial == nil {
+            if let s = startedAs {
+                checkCommitments(trialID: s.trialID, commitment: s.commitment, configHash: s.configHash, 1)
+            } else {
+                if commitmentFile != nil { fail(.commitmentFile, 1, "no readable trial_started to compare the commitment file with") }
+                if seed != nil { fail(.commitment, 1, "no readable trial_started to compare the seed with") }
+            }
+        }
         let checks = reportedChecks().sorted().map { check -> CheckResult in
             if let f = failures[check] { return CheckResult(name: check.rawValue, ok: false, detail: f.detail, firstBadSeq: f.seq) }
             return CheckResult(name: check.rawValue, ok: true, detail: summary(check))
@@ -348,4 +417,11 @@ public struct AuditVerifier {
         case .providers: return "\(n) provider draws re-derived from their provider_seed and block"
         }
     }
+}
+
+/// A stored payload with its provider-draw fields hidden: how an allocation
+/// whose provider draw is malformed is still judged as an allocation.
+struct WithoutProviderDraw: PayloadSource {
+    let base: PayloadFields
+    func text(_ key: PayloadKey) -> String? { key.name.hasPrefix("provider") ? nil : base.text(key) }
 }

@@ -108,6 +108,7 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
         var attempt = 0
         while true {
             let session = PostgresSession(connection: try connected(), backend: self)
+            var commitSent = false
             do {
                 switch kind {
                 case .read:
@@ -118,20 +119,38 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
                 }
                 let result = try body(session)
                 try session.drain()
+                commitSent = true
                 try session.execNow("COMMIT")
                 return result
             } catch {
                 session.abandon()
-                if session.connection.isClosed { connection = nil } else { try? session.execNow("ROLLBACK") }
-                if retry, attempt < retries, PostgresSession.isLostRace(error) {
+                // A connection that is closed, or cannot even roll back, is
+                // lost (a restarted server, a dropped link): it is closed and
+                // forgotten, so the next transaction connects afresh.
+                let lost = session.connection.isClosed || (try? session.execNow("ROLLBACK")) == nil
+                if lost { forget(session.connection) }
+                // A transaction whose connection was lost before COMMIT was
+                // sent did not commit (the server rolls it back), so it may
+                // run again on a new connection, like one that lost a race.
+                // After COMMIT was sent nobody can tell: the caller answers
+                // `internal` and the client's retry finds the first answer.
+                let again = PostgresSession.isLostRace(error) || (lost && !commitSent)
+                if retry, attempt < retries, again {
                     attempt += 1
-                    logger.warning("write lost a race (\(PostgresSession.describe(error))); retrying (\(attempt))")
+                    logger.warning(
+                        "\(lost ? "lost the connection" : "write lost a race") (\(PostgresSession.describe(error))); retrying (\(attempt))")
                     continue
                 }
                 if error is StoreError { throw error }
                 throw StoreError("PostgreSQL at \(location): \(PostgresSession.describe(error))")
             }
         }
+    }
+
+    /// Closes a lost connection (quietly: it may be half gone) and drops it.
+    private func forget(_ c: PostgresConnection) {
+        if !c.isClosed { _ = try? c.close().wait() }
+        if connection === c { connection = nil }
     }
 
     public func openForUpgrade() throws -> any StoreBackend { self }

@@ -112,7 +112,7 @@ public struct CommitmentFile: Equatable, Sendable {
             return
         }
         // The commitment is public (RULES2 R13): its folder and file may be read by anyone.
-        try makeDirectory((path as NSString).deletingLastPathComponent, mode: 0o755)
+        try makeDirectory(parentFolder(of: path), mode: 0o755)
         try writeDurably(path, Array(json.utf8), mode: 0o644)
     }
 }
@@ -154,10 +154,24 @@ public func makeDirectory(_ path: String, mode: mode_t = 0o700) throws(FileError
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw FileError("\(path): exists and is not a folder") }
         return
     }
-    let parent = (path as NSString).deletingLastPathComponent
+    let parent = parentFolder(of: path)
     if !parent.isEmpty && parent != path { try makeDirectory(parent, mode: mode) }
     guard mkdir(path, mode) == 0 || errno == EEXIST else { throw FileError("\(path): cannot create folder (\(errnoText()))") }
     guard chmod(path, mode) == 0 else { throw FileError("\(path): cannot set its mode (\(errnoText()))") }
+}
+
+/// The folder that holds `path` ("" for a bare relative name, "/" at the
+/// root), trailing and repeated slashes ignored. Written out rather than
+/// taken from `NSString.deletingLastPathComponent`, which traps on Linux for
+/// a one-character relative name such as `D` (swift-corelibs-foundation).
+public func parentFolder(of path: String) -> String {
+    var bytes = Array(path.utf8)
+    while bytes.count > 1 && bytes.last == UInt8(ascii: "/") { bytes.removeLast() }
+    guard let slash = bytes.lastIndex(of: UInt8(ascii: "/")) else { return "" }
+    var end = slash
+    while end > 0 && bytes[end - 1] == UInt8(ascii: "/") { end -= 1 }
+    if end == 0 { return bytes[0] == UInt8(ascii: "/") ? "/" : "" }
+    return String(decoding: bytes[..<end], as: UTF8.self)
 }
 
 func errnoText() -> String { String(cString: strerror(errno)) }

@@ -56,7 +56,7 @@ public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
             // The file exists, mode 0600, before SQLite opens it: its WAL and
             // shared-memory files take the database's mode (RULES2 R13).
             do {
-                try makeDirectory((path as NSString).deletingLastPathComponent)
+                try makeDirectory(parentFolder(of: path))
                 close(try openPrivately(path))
             } catch { throw StoreError(error.description) }
         }

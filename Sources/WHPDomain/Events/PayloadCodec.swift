@@ -168,7 +168,11 @@ struct PayloadReader<Source: PayloadSource> {
     }
     func bytes32(_ k: PayloadKey) throws(PayloadError) -> Bytes32 {
         guard p.has(k) else { throw PayloadError(k, "missing") }
-        guard let b = p.bytes32(k) else { throw PayloadError(k, "not 64 hex digits") }
+        // Stored hex is lower-case (ALLOCATION.md): an upper-case digit is a
+        // different payload, so a different event, never the same value.
+        guard let t = p.text(k), Hex.isLowerHex(t, count: 64), let b = Bytes32(hex: t) else {
+            throw PayloadError(k, "not 64 lower-case hex digits")
+        }
         return b
     }
     func optionalBytes32(_ k: PayloadKey) throws(PayloadError) -> Bytes32? {
@@ -184,7 +188,11 @@ struct PayloadReader<Source: PayloadSource> {
         guard p.has(k) else { return nil }
         return try decimal(k)
     }
-    func pseudonym(_ k: PayloadKey) throws(PayloadError) -> Pseudonym { Pseudonym(hex: try text(k)) }
+    func pseudonym(_ k: PayloadKey) throws(PayloadError) -> Pseudonym {
+        let t = try text(k)
+        guard Hex.isLowerHex(t, count: 64) else { throw PayloadError(k, "not a pseudonym (64 lower-case hex digits)") }
+        return Pseudonym(hex: t)
+    }
     func value<T: RawRepresentable>(_ k: PayloadKey, as: T.Type) throws(PayloadError) -> T where T.RawValue == String {
         let t = try text(k)
         guard let v = T(rawValue: t) else { throw PayloadError(k, "unknown value \"\(t)\"") }
