@@ -6,7 +6,7 @@ import WHPDomain
 /// they cannot drift apart; the states come from `ReferralState` and the
 /// strata from `StratumState.apply`, the domain's one copy of each rule.
 enum Projection {
-    static func apply(_ event: TrialEvent, seq: Int, _ s: any SQLSession) throws {
+    static func apply(_ event: TrialEvent, seq: Int, _ s: any SQLSession, cache: StrataCache? = nil) throws {
         switch event {
         case .trialStarted(let e):
             try s.exec(
@@ -63,7 +63,7 @@ enum Projection {
                     .text(ReferralState.allocated(e.arm).storedName), .text(e.stratum), .int(e.index), .text(e.arm.rawValue),
                     SQLValue(e.provider?.provider), .int(seq), .text(e.referralID),
                 ])
-            var st = try stratum(e.stratum, s)
+            var st = try cache?.strata[e.stratum] ?? stratum(e.stratum, s)
             st.apply(e)
             try s.exec(
                 """
@@ -77,8 +77,9 @@ enum Projection {
                     .text(e.stratum), .int(st.nextIndex), .int(st.block), .int(st.blockStart), .int(st.blockSize),
                     .int(st.dealt.whp), .int(st.dealt.psc), .int(st.dealt.rcg), .int(seq),
                 ])
+            cache?.strata[e.stratum] = st
             if let p = e.provider {
-                var ps = try providerStratum(p.stratum, s)
+                var ps = try cache?.providerStrata[p.stratum] ?? providerStratum(p.stratum, s)
                 ps.apply(p)
                 try s.exec(
                     """
@@ -92,6 +93,7 @@ enum Projection {
                         .text(p.stratum), .int(ps.nextIndex), .int(ps.block), .int(ps.blockStart), .int(ps.blockSize),
                         .text(ps.shares), .text(ps.dealtText), .int(seq),
                     ])
+                cache?.providerStrata[p.stratum] = ps
             }
         case .disclosed(let e):
             try s.exec("UPDATE referrals SET disclosed = 1, last_seq = ? WHERE referral_id = ?", [.int(seq), .text(e.referralID)])
@@ -157,4 +159,16 @@ enum Projection {
                 shares: r.text(4) ?? "", dealtText: r.text(5) ?? "")
         } ?? ProviderStratumState()
     }
+}
+
+/// The strata rows one transaction has read or written, so that a gatekeeper
+/// run allocating thousands of referrals reads each stratum once, not twice
+/// per allocation (on PostgreSQL each read is a round trip that also waits
+/// for every pipelined write before it). It lives exactly as long as its
+/// transaction: the writers' lock (SQLite's, or the advisory lock) keeps
+/// every other writer out meanwhile, a retried transaction starts with a new
+/// one, and a request that fails rolls back the transaction it was read in.
+final class StrataCache {
+    var strata: [String: StratumState] = [:]
+    var providerStrata: [String: ProviderStratumState] = [:]
 }

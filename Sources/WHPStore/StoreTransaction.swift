@@ -35,6 +35,8 @@ public struct StoreTransaction {
     let s: any SQLSession
     /// The newest event, read inside the transaction; nil for an empty log.
     public private(set) var head: ChainHead?
+    /// This transaction's strata, read once (see `StrataCache`).
+    let cache = StrataCache()
 
     init(_ s: any SQLSession) throws {
         self.s = s
@@ -74,7 +76,7 @@ public struct StoreTransaction {
         try s.exec(
             StoreTransaction.insertEvent,
             [.int(seq), .text(flat.type), .text(PayloadJSON.encode(flat.payload, sortedKeys: keys)), .text(hash.hex)])
-        try Projection.apply(event, seq: seq, s)
+        try Projection.apply(event, seq: seq, s, cache: cache)
         head = ChainHead(seq: seq, hash: hash, recordedAt: event.recordedAt)
         return flat
     }
@@ -85,7 +87,7 @@ public struct StoreTransaction {
     /// applies it: `migrate-store`, which has checked the chain before calling.
     public mutating func copy(_ e: StoredEvent, parsed: TrialEvent, hash: Bytes32) throws {
         try s.exec(StoreTransaction.insertEvent, [.int(e.seq), .text(e.type), .text(e.payloadText), .text(e.hash)])
-        try Projection.apply(parsed, seq: e.seq, s)
+        try Projection.apply(parsed, seq: e.seq, s, cache: cache)
         head = ChainHead(seq: e.seq, hash: hash, recordedAt: parsed.recordedAt)
     }
 
@@ -191,11 +193,17 @@ public struct StoreTransaction {
     }
 
     public func stratum(_ name: String) throws -> StratumState {
-        try Projection.stratum(name, s)
+        if let known = cache.strata[name] { return known }
+        let state = try Projection.stratum(name, s)
+        cache.strata[name] = state
+        return state
     }
 
     public func providerStratum(_ name: String) throws -> ProviderStratumState {
-        try Projection.providerStratum(name, s)
+        if let known = cache.providerStrata[name] { return known }
+        let state = try Projection.providerStratum(name, s)
+        cache.providerStrata[name] = state
+        return state
     }
 
     /// When the trial started: `trial_started`'s `recorded_at`.
@@ -325,7 +333,8 @@ extension Store {
     /// transaction: `body` gets the function that applies one event.
     public func rebuild(_ body: (_ project: (TrialEvent, _ seq: Int) throws -> Void) throws -> Void) throws {
         try backend.transaction(.write, retry: false) { s in
-            try body { event, seq in try Projection.apply(event, seq: seq, s) }
+            let cache = StrataCache()
+            try body { event, seq in try Projection.apply(event, seq: seq, s, cache: cache) }
         }
     }
 }

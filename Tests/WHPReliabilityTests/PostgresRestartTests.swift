@@ -303,7 +303,7 @@ final class PrivatePostgres: @unchecked Sendable {
     }
 
     func createDatabase(_ name: String) throws -> String {
-        try TestBackend.psql(adminURL, "CREATE DATABASE \(name)")
+        try Self.run(["psql", adminURL.components(separatedBy: "?")[0], "-v", "ON_ERROR_STOP=1", "-qAtc", "CREATE DATABASE \(name)"])
         return TestBackend.replacingDatabase(in: adminURL, with: name)
     }
 
@@ -319,21 +319,36 @@ final class PrivatePostgres: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
+    /// Runs a command to its end, its output in files rather than pipes and
+    /// its exit taken with `waitpid`: `pg_ctl start` leaves a daemon behind,
+    /// and Foundation's `Process.waitUntilExit` was seen to wait forever for
+    /// a child that had exited (its zombie never reaped).
     @discardableResult
     static func run(_ argv: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = argv
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
-            throw TestSetupError("\(argv.joined(separator: " ")) exited \(p.terminationStatus): \(String(decoding: e, as: UTF8.self))")
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("whp-cmd-\(UUID().uuidString)").path
+        let outPath = tmp + ".out", errPath = tmp + ".err"
+        defer { unlink(outPath); unlink(errPath) }
+        var fa = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&fa)
+        defer { posix_spawn_file_actions_destroy(&fa) }
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&fa, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&fa, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let full = ["/usr/bin/env"] + argv
+        let cargv: [UnsafeMutablePointer<CChar>?] = full.map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { cargv.forEach { free($0) }; envp.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, "/usr/bin/env", &fa, nil, cargv, envp)
+        guard rc == 0 else { throw TestSetupError("posix_spawn \(argv.joined(separator: " ")): \(rc)") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        let exited = (status & 0x7f) == 0, code = (status >> 8) & 0xff
+        guard exited && code == 0 else {
+            throw TestSetupError("\(argv.joined(separator: " ")) exited \(exited ? code : 128 + (status & 0x7f)): \(err)")
         }
-        return String(decoding: o, as: UTF8.self)
+        return out
     }
 }
