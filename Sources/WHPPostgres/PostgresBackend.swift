@@ -201,11 +201,30 @@ final class PostgresSession: SQLSession {
         return connection.query(PostgresQuery(unsafeSQL: backend.numbered(sql), binds: binds), logger: backend.logger)
     }
 
+    /// Waits for a statement's result, or for its connection to close. A
+    /// server killed while a new connection was starting up (it answered
+    /// "not yet accepting connections" and hung up) was seen to leave the
+    /// statements queued on that connection unanswered for ever, and `serve`
+    /// with them. Now a closed connection fails the wait; the transaction is
+    /// then lost, and runs again on a new connection if COMMIT was not sent.
+    private func answer(_ f: EventLoopFuture<PostgresQueryResult>) throws -> PostgresQueryResult {
+        let woken = DispatchSemaphore(value: 0)
+        let box = AnswerBox()
+        f.whenComplete { r in
+            box.set(r)
+            woken.signal()
+        }
+        connection.closeFuture.whenComplete { _ in woken.signal() }
+        woken.wait()
+        if let r = box.get() { return try r.get() }
+        throw ConnectionClosed()
+    }
+
     /// Sends the statement after everything in flight, waits for it, returns its rows.
     private func run(_ sql: String, _ args: [SQLValue]) throws -> PostgresQueryResult {
         let result = send(sql, args)
         try drain()
-        return try result.wait()
+        return try answer(result)
     }
 
     /// A statement whose result nobody reads (the appends and the projection)
@@ -225,14 +244,14 @@ final class PostgresSession: SQLSession {
         inFlight = []
         var first: (any Error)?
         for f in pending {
-            do { _ = try f.wait() } catch { if first == nil { first = error } }
+            do { _ = try answer(f) } catch { if first == nil { first = error } }
         }
         if let first { throw first }
     }
 
     /// After a failure: waits out whatever is still in flight, ignoring its errors.
     func abandon() {
-        for f in inFlight { _ = try? f.wait() }
+        for f in inFlight { _ = try? answer(f) }
         inFlight = []
     }
 
@@ -381,4 +400,17 @@ struct PostgresURL {
 extension PostgresBackend {
     /// The URL as it may be printed: without its password.
     public static func printable(_ url: String) throws -> String { try PostgresURL(url).printable }
+}
+
+/// One statement's result, handed from the event loop to the waiting thread.
+private final class AnswerBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var result: Result<PostgresQueryResult, any Error>?
+    func set(_ r: Result<PostgresQueryResult, any Error>) { lock.withLock { result = r } }
+    func get() -> Result<PostgresQueryResult, any Error>? { lock.withLock { result } }
+}
+
+/// The connection closed with a statement unanswered (see `PostgresSession.answer`).
+struct ConnectionClosed: Error, CustomStringConvertible {
+    var description: String { "the connection to PostgreSQL closed with a statement unanswered" }
 }
