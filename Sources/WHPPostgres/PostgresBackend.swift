@@ -88,10 +88,11 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
         if let c = connection, !c.isClosed { return c }
         connection = nil
         do {
-            let c = try PostgresConnection.connect(
-                on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration,
-                id: 1, logger: logger
-            ).wait()
+            let c = try bounded(
+                PostgresConnection.connect(
+                    on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration,
+                    id: 1, logger: logger),
+                seconds: 30, what: "connecting")
             connection = c
             return c
         } catch {
@@ -147,10 +148,27 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
         }
     }
 
-    /// Closes a lost connection (quietly: it may be half gone) and drops it.
+    /// Closes a lost connection and drops it, without waiting for the close:
+    /// a connection the server hung up on half way may never finish closing.
     private func forget(_ c: PostgresConnection) {
-        if !c.isClosed { _ = try? c.close().wait() }
+        if !c.isClosed { c.close().whenComplete { _ in } }
         if connection === c { connection = nil }
+    }
+
+    /// Waits for `f` at most `seconds`: a server that accepts a connection and
+    /// then says nothing (one killed during start-up) must not hold `serve`
+    /// for ever. A connection that arrives after the deadline is closed.
+    private func bounded(_ f: EventLoopFuture<PostgresConnection>, seconds: Int, what: String) throws -> PostgresConnection {
+        let woken = DispatchSemaphore(value: 0)
+        let box = ConnectionBox()
+        f.whenComplete { r in
+            if box.set(r) == false, case .success(let late) = r { late.close().whenComplete { _ in } }
+            woken.signal()
+        }
+        if woken.wait(timeout: .now() + .seconds(seconds)) == .timedOut, box.expire() {
+            throw StoreError("\(what): no answer from \(location) within \(seconds) s")
+        }
+        return try box.result!.get()
     }
 
     public func openForUpgrade() throws -> any StoreBackend { self }
@@ -413,4 +431,27 @@ private final class AnswerBox: @unchecked Sendable {
 /// The connection closed with a statement unanswered (see `PostgresSession.answer`).
 struct ConnectionClosed: Error, CustomStringConvertible {
     var description: String { "the connection to PostgreSQL closed with a statement unanswered" }
+}
+
+/// A connection attempt's result, or the waiter's giving up, whichever is first.
+private final class ConnectionBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var expired = false
+    private(set) var result: Result<PostgresConnection, any Error>?
+    /// False when the waiter has already given up (the caller closes the connection).
+    func set(_ r: Result<PostgresConnection, any Error>) -> Bool {
+        lock.withLock {
+            if expired { return false }
+            result = r
+            return true
+        }
+    }
+    /// True when no result arrived first (the waiter gives up).
+    func expire() -> Bool {
+        lock.withLock {
+            if result != nil { return false }
+            expired = true
+            return true
+        }
+    }
 }
