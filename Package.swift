@@ -135,7 +135,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WHPEvaluationTests",
-            dependencies: ["WHPDomain", "WHPCrypto", "WHPJSON", "WHPEvaluation", "WHPTestSupport", "whp"]
+            dependencies: ["WHPDomain", "WHPCrypto", "WHPJSON", "WHPEvaluation", "WHPApp", "WHPTestSupport", "whp"]
         ),
         .testTarget(
             name: "WHPReliabilityTests",

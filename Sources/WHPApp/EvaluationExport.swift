@@ -44,7 +44,7 @@ public struct EvaluationExport {
             // rolls back, so no export_made is appended.
             if let minK {
                 let counter = KAnonymityCounter(precision: precision)
-                try tx.forEachReferralFact { f in if f.status != .cancelled && !f.optedOut { counter.add(f) } }
+                try tx.forEachReferralFact(.asReferred) { f in if f.status != .cancelled && !f.optedOut { counter.add(f) } }
                 let k = counter.finish()
                 if let kMin = k.kMin, kMin < minK {
                     throw AppFailure.failed(
@@ -63,20 +63,23 @@ public struct EvaluationExport {
             // RULES2 R6/R11: one research id per person, the person's exported
             // rows numbered 1, 2, … in referral order, and the file in research
             // id order (then that number), so it cannot be lined up with the log.
+            // The referrals are read in their stored order (a sequential scan);
+            // each row goes to the sorter without its number, behind the offset
+            // where the number belongs, and is numbered as it comes out: the
+            // sort is stable, so a person's rows come out in referral order.
             let sorter = RowSorter(scratchDir: out + "/.sorting")
             let classes = KAnonymityCounter(precision: precision)
-            var person: Pseudonym?, rid: [UInt8] = [], number = 0
+            var person: Pseudonym?, rid: [UInt8] = []
             var row: [UInt8] = []
-            try tx.forEachReferralFact { fact in
+            try tx.forEachReferralFact(.asReferred) { f in
                 seen += 1
-                var f = fact
                 if f.optedOut && f.status != .cancelled { removed += 1 }
-                if f.claimant != person { person = f.claimant; rid = writer.researchID(of: f.claimant); number = 0 }
-                guard f.status != .cancelled, !f.optedOut else { return }
-                number += 1
-                f.claimantReferralNumber = number
+                if f.claimant != person { person = f.claimant; rid = writer.researchID(of: f.claimant) }
                 row.removeAll(keepingCapacity: true)
-                if writer.append(f, researchID: rid, to: &row) {
+                row += [0, 0, 0, 0]
+                if let at = writer.appendUnnumbered(f, researchID: rid, to: &row) {
+                    let offset = UInt32(at - 4)
+                    row[0] = UInt8(offset >> 24); row[1] = UInt8(offset >> 16 & 0xff); row[2] = UInt8(offset >> 8 & 0xff); row[3] = UInt8(offset & 0xff)
                     rows += 1
                     classes.add(f)
                     try sorter.add(key: rid[...], row: row[...])
@@ -85,8 +88,15 @@ public struct EvaluationExport {
                     FileHandle.standardError.write(Data("\rwhp export: \(seen) referrals read, \(rows) rows".utf8))
                 }
             }
-            try sorter.drain { r in
-                buffer.append(contentsOf: r)
+            var lastRID: [UInt8] = [], number = 0
+            try sorter.drain { key, stored in
+                if !key.elementsEqual(lastRID) { lastRID = Array(key); number = 0 }
+                number += 1
+                let s = stored.startIndex
+                let at = s + 4 + (Int(stored[s]) << 24 | Int(stored[s + 1]) << 16 | Int(stored[s + 2]) << 8 | Int(stored[s + 3]))
+                buffer.append(contentsOf: stored[(s + 4)..<at])
+                writer.appendReferralNumber(number, to: &buffer)
+                buffer.append(contentsOf: stored[at...])
                 if buffer.count >= 1 << 20 { try file.write(buffer); buffer.removeAll(keepingCapacity: true) }
             }
             try file.write(buffer)

@@ -198,11 +198,26 @@ public final class EvaluationRowWriter {
         append(f, researchID: researchID(of: f.claimant), to: &out)
     }
 
-    /// The same, with the person's research id already computed (the export
-    /// computes it once per person, as its sort key).
+    /// The same, with the person's research id already computed.
     @discardableResult
     public func append(_ f: ReferralFacts, researchID rid: [UInt8], to out: inout [UInt8]) -> Bool {
-        if f.status == .cancelled || f.optedOut { return false }
+        write(f, researchID: rid, numbered: true, to: &out) != nil
+    }
+
+    /// The row of `f` without its `referral_number`: returns the offset in
+    /// `out` where the number belongs, or nil (nothing written) when the row
+    /// is left out. The export numbers each person's rows once they are
+    /// sorted by research id (RULES2 R11), so it can read the referrals in
+    /// their stored order.
+    public func appendUnnumbered(_ f: ReferralFacts, researchID rid: [UInt8], to out: inout [UInt8]) -> Int? {
+        write(f, researchID: rid, numbered: false, to: &out)
+    }
+
+    /// A row's `referral_number`, as both formats write it.
+    public func appendReferralNumber(_ n: Int, to out: inout [UInt8]) { appendDecimal(n, to: &out) }
+
+    private func write(_ f: ReferralFacts, researchID rid: [UInt8], numbered: Bool, to out: inout [UInt8]) -> Int? {
+        if f.status == .cancelled || f.optedOut { return nil }
         let outcome: StaticString
         var arm: StaticString = ""
         switch f.status {
@@ -211,8 +226,9 @@ public final class EvaluationRowWriter {
         case .allocated(.whp): outcome = "selected"; arm = "WHP"
         case .allocated(.psc): outcome = "selected"; arm = "PSC"
         case .allocated(.rcg): outcome = "selected"; arm = "RCG"
-        case .cancelled: return false
+        case .cancelled: return nil
         }
+        var numberAt = 0
         let rule = f.status == .awaitingGatekeeper ? "" : (f.rule ?? "")  // a pending referral has no rule yet
         let flag = f.flag ?? ""
         if format == .csv {
@@ -221,7 +237,8 @@ public final class EvaluationRowWriter {
             out.append(0x2c); CSV.field(f.group, into: &out)
             out.append(0x2c)
             if config.stratifyByGroup { CSV.field(config.stratum(district: f.district, group: f.group), into: &out) } else { CSV.field(f.district, into: &out) }
-            out.append(0x2c); appendDecimal(f.claimantReferralNumber, to: &out)
+            out.append(0x2c); numberAt = out.count
+            if numbered { appendReferralNumber(f.claimantReferralNumber, to: &out) }
             out.append(0x2c); appendDate(f.referralDate, to: &out)
             out.append(0x2c); if let d = f.gkDate { appendDate(d, to: &out) }
             out.append(0x2c); appendStatic(outcome, to: &out)
@@ -245,8 +262,8 @@ public final class EvaluationRowWriter {
             appendStatic(",\"group\":", to: &out); jsonString(f.group, to: &out)
             appendStatic(",\"stratum\":", to: &out)
             jsonString(config.stratifyByGroup ? config.stratum(district: f.district, group: f.group) : f.district, to: &out)
-            appendStatic(",\"referral_number\":", to: &out)
-            json.reset(); json.int(f.claimantReferralNumber); out.append(contentsOf: json.bytes)
+            appendStatic(",\"referral_number\":", to: &out); numberAt = out.count
+            if numbered { appendReferralNumber(f.claimantReferralNumber, to: &out) }
             appendStatic(",\"referral_date\":\"", to: &out); appendDate(f.referralDate, to: &out)
             appendStatic("\",\"gk_date\":", to: &out)
             if let d = f.gkDate { out.append(0x22); appendDate(d, to: &out); out.append(0x22) } else { appendStatic("null", to: &out) }
@@ -266,7 +283,7 @@ public final class EvaluationRowWriter {
             appendStatic(",\"provider\":", to: &out); jsonString(f.provider ?? "", to: &out)
             appendStatic("}\n", to: &out)
         }
-        return true
+        return numberAt
     }
 
     @inline(__always)

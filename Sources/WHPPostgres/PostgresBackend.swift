@@ -50,9 +50,19 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
         self.logger = logger
     }
 
-    /// PostgresNIO insists a connection is closed before it is released.
     deinit {
-        if let c = connection, !c.isClosed { try? c.close().wait() }
+        if let c = connection { Self.dispose(c) }
+    }
+
+    /// Closes a connection without waiting for the close, and keeps it alive
+    /// until the close completes. postgres-nio asserts that a connection is
+    /// closed before it is released; a lost connection released while its
+    /// close was still under way trapped a debug `serve` in the restart soak
+    /// (issue 15). A close that never completes leaks one connection, not the
+    /// process.
+    static func dispose(_ c: PostgresConnection) {
+        guard !c.isClosed else { return }
+        c.close().whenComplete { _ in withExtendedLifetime(c) {} }
     }
 
     /// Connects to `postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require]`.
@@ -151,7 +161,7 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
     /// Closes a lost connection and drops it, without waiting for the close:
     /// a connection the server hung up on half way may never finish closing.
     private func forget(_ c: PostgresConnection) {
-        if !c.isClosed { c.close().whenComplete { _ in } }
+        Self.dispose(c)
         if connection === c { connection = nil }
     }
 
@@ -160,9 +170,9 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
     /// for ever. A connection that arrives after the deadline is closed.
     private func bounded(_ f: EventLoopFuture<PostgresConnection>, seconds: Int, what: String) throws -> PostgresConnection {
         let woken = DispatchSemaphore(value: 0)
-        let box = ConnectionBox()
+        let box = Handoff<PostgresConnection>()
         f.whenComplete { r in
-            if box.set(r) == false, case .success(let late) = r { late.close().whenComplete { _ in } }
+            if box.set(r) == false, case .success(let late) = r { Self.dispose(late) }
             woken.signal()
         }
         if woken.wait(timeout: .now() + .seconds(seconds)) == .timedOut, box.expire() {
@@ -227,14 +237,14 @@ final class PostgresSession: SQLSession {
     /// then lost, and runs again on a new connection if COMMIT was not sent.
     private func answer(_ f: EventLoopFuture<PostgresQueryResult>) throws -> PostgresQueryResult {
         let woken = DispatchSemaphore(value: 0)
-        let box = AnswerBox()
+        let box = Handoff<PostgresQueryResult>()
         f.whenComplete { r in
             box.set(r)
             woken.signal()
         }
         connection.closeFuture.whenComplete { _ in woken.signal() }
         woken.wait()
-        if let r = box.get() { return try r.get() }
+        if let r = box.result { return try r.get() }
         throw ConnectionClosed()
     }
 
@@ -420,36 +430,32 @@ extension PostgresBackend {
     public static func printable(_ url: String) throws -> String { try PostgresURL(url).printable }
 }
 
-/// One statement's result, handed from the event loop to the waiting thread.
-private final class AnswerBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var result: Result<PostgresQueryResult, any Error>?
-    func set(_ r: Result<PostgresQueryResult, any Error>) { lock.withLock { result = r } }
-    func get() -> Result<PostgresQueryResult, any Error>? { lock.withLock { result } }
-}
-
 /// The connection closed with a statement unanswered (see `PostgresSession.answer`).
 struct ConnectionClosed: Error, CustomStringConvertible {
     var description: String { "the connection to PostgreSQL closed with a statement unanswered" }
 }
 
-/// A connection attempt's result, or the waiter's giving up, whichever is first.
-private final class ConnectionBox: @unchecked Sendable {
+/// A result handed from NIO's event loop to the thread waiting for it, or
+/// the waiter's giving up, whichever comes first: a statement's answer, or a
+/// connection attempt under a deadline.
+private final class Handoff<Value>: @unchecked Sendable {
     private let lock = NSLock()
     private var expired = false
-    private(set) var result: Result<PostgresConnection, any Error>?
-    /// False when the waiter has already given up (the caller closes the connection).
-    func set(_ r: Result<PostgresConnection, any Error>) -> Bool {
+    private var stored: Result<Value, any Error>?
+    var result: Result<Value, any Error>? { lock.withLock { stored } }
+    /// False when the waiter has already given up (the caller then disposes of the value).
+    @discardableResult
+    func set(_ r: Result<Value, any Error>) -> Bool {
         lock.withLock {
             if expired { return false }
-            result = r
+            stored = r
             return true
         }
     }
     /// True when no result arrived first (the waiter gives up).
     func expire() -> Bool {
         lock.withLock {
-            if result != nil { return false }
+            if stored != nil { return false }
             expired = true
             return true
         }

@@ -270,10 +270,19 @@ public struct StoreTransaction {
 
     // MARK: evaluation
 
-    /// Every referral's evaluation facts, person by person (each person's in
-    /// `referred` order), streamed from a cursor so memory stays flat however
-    /// many rows there are. `claimant` is the person (RULES2 R6).
-    public func forEachReferralFact(_ body: (ReferralFacts) throws -> Void) throws {
+    /// The order `forEachReferralFact` delivers referrals in.
+    public enum ReferralFactOrder: Sendable {
+        /// Person by person, each person's in `referred` order (CONSORT's flow counts people).
+        case byPerson
+        /// In `referred` order: the table's own order, a sequential read. The
+        /// person-ordered walk reads the table through the person index, a
+        /// random page read per row; the export sorts its rows itself (RULES2 R11).
+        case asReferred
+    }
+
+    /// Every referral's evaluation facts, streamed from a cursor so memory
+    /// stays flat however many rows there are. `claimant` is the person (RULES2 R6).
+    public func forEachReferralFact(_ order: ReferralFactOrder = .byPerson, _ body: (ReferralFacts) throws -> Void) throws {
         try s.stream(
             """
             SELECT r.person, r.district, r.grp, r.referral_date, r.status, r.gk_date, r.rule, r.flag,
@@ -288,7 +297,7 @@ public struct StoreTransaction {
                    (SELECT date FROM follow_ups f WHERE f.step_key = r.referral_id || '|left'),
                    (SELECT reason FROM follow_ups f WHERE f.step_key = r.referral_id || '|left')
             FROM referrals r
-            ORDER BY r.person, r.referred_seq
+            ORDER BY \(order == .byPerson ? "r.person, " : "")r.referred_seq
             """, []
         ) { r in
             guard let date = CivilDate(r.text(3) ?? ""), let state = r.text(4).flatMap(ReferralState.init(storedName:)) else {

@@ -27,6 +27,39 @@ import WHPTestSupport
 /// restarts (2 here, ≥ 50 in `scripts/crash-soak`).
 @Suite("PostgreSQL server killed and restarted under two serve instances", .enabled(if: TestBackend.current == .postgres))
 struct PostgresRestartTests {
+    /// What an instance that stopped answering was doing, written to a file
+    /// that outlives the test (its path goes to stderr): every thread's stack
+    /// twice, a second apart (by `gdb` where it is installed), its CPU time
+    /// and open files, and what the server's backends were waiting for.
+    func diagnose(_ children: [Child], server: PrivatePostgres) -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("whp-pg-restart-diagnosis-\(getpid()).txt").path
+        var text = ""
+        let sql = """
+            SELECT pid, state, wait_event_type, wait_event, backend_xid, xact_start, left(query, 80) FROM pg_stat_activity WHERE datname IS NOT NULL;
+            SELECT locktype, objid, pid, mode, granted FROM pg_locks WHERE locktype = 'advisory';
+            """
+        text += "== server\n" + ((try? PrivatePostgres.run(["psql", server.adminURL.components(separatedBy: "?")[0], "-Atc", sql])) ?? "(psql failed)")
+        for round in 0..<2 {
+            for (k, c) in children.enumerated() {
+                text += "\n== instance \(k) pid \(c.pid), round \(round)\n"
+                text += ((try? String(contentsOfFile: "/proc/\(c.pid)/stat", encoding: .utf8)) ?? "") + "\n"
+                text += ((try? PrivatePostgres.run(["ls", "-l", "/proc/\(c.pid)/fd"])) ?? "") + "\n"
+                // Each descriptor's flags (O_NONBLOCK is 04000) and each thread's CPU time and wait channel.
+                text +=
+                    ((try? PrivatePostgres.run([
+                        "sh", "-c",
+                        "grep -H flags /proc/\(c.pid)/fdinfo/*; for t in /proc/\(c.pid)/task/*; do echo $t $(cut -d' ' -f14,15 $t/stat) $(cat $t/wchan); done",
+                    ])) ?? "") + "\n"
+                if FileManager.default.isExecutableFile(atPath: "/usr/bin/gdb") {
+                    text += (try? PrivatePostgres.run(["gdb", "-p", "\(c.pid)", "-batch", "-ex", "thread apply all bt 60"])) ?? "(gdb failed)"
+                }
+            }
+            sleep(1)
+        }
+        _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        return path
+    }
+
     @Test func postmasterKilledWhileTwoInstancesPipeline() throws {
         let restarts = max(Env.int("WHP_PG_RESTARTS") ?? 2, 1)
         let seed = runSeed()
@@ -54,12 +87,15 @@ struct PostgresRestartTests {
         var rng = SplitMix(seed)
         var problems: [String] = []
         var killedPIDs: Set<String> = []
+        var slowestRecovery = 0.0
         for r in 0..<restarts {
             let marks = streams.map(\.answered)
+            let back = Date()
             for (k, s) in streams.enumerated() where !s.waitForOK(after: marks[k], timeout: 60) {
                 problems.append("restart \(r): instance \(k) answered no ok within 60 s of the server's return")
             }
             guard problems.isEmpty else { break }
+            if r > 0 { slowestRecovery = max(slowestRecovery, Date().timeIntervalSince(back)) }
             usleep(UInt32(rng.int(20_000...300_000)))
             let killed = try server.killPostmaster()
             killedPIDs.insert(killed)
@@ -75,7 +111,11 @@ struct PostgresRestartTests {
         streams.forEach { $0.stop() }
         // An instance that stopped answering stops reading too, and its writer
         // would wait on a full pipe for ever: the test fails, it does not hang.
-        if !problems.isEmpty { children.forEach { $0.kill9() } }
+        if !problems.isEmpty {
+            Env.progress("pg-restart: \(problems.joined(separator: "; "))")
+            Env.progress("pg-restart: an instance stopped answering; diagnosis in \(diagnose(children, server: server))")
+            children.forEach { $0.kill9() }
+        }
         writers.forEach { $0.wait() }
         readers.forEach { $0.wait() }
         let statuses = children.map { $0.wait() }
@@ -133,7 +173,7 @@ struct PostgresRestartTests {
         let summary = """
             pg-restart summary: restarts=\(restarts) requests_sent=\(totalSent) acknowledged_ok=\(acked.count) \
             answered_internal=\(failedLines.count) retried_ok=\(zip(failedLines, retry.responses).filter { Reply($0.1).ok }.count) \
-            events=\(log.count) verify=\(v.ok ? "ok" : "FAILED") problems=\(problems.count) seed=\(String(seed, radix: 16))
+            events=\(log.count) slowest_recovery_s=\(String(format: "%.1f", slowestRecovery)) verify=\(v.ok ? "ok" : "FAILED") problems=\(problems.count) seed=\(String(seed, radix: 16))
             """
         Env.progress(summary)
         #expect(problems.isEmpty, "\(summary)\n\(problems.prefix(20).joined(separator: "\n"))")
@@ -159,13 +199,15 @@ struct RestartTrial {
         guard r.status == 0 else { throw ChildError("init on PostgreSQL failed: \(r.stderr)") }
     }
 
+    /// One serve over `lines`; an hour at most (the 50-restart soak replays some 100,000 requests).
     func session(_ lines: [String]) throws -> (status: Int32, responses: [String], stderr: String) {
-        let r = try execWHP(["serve"] + common, env: ["WHP_NOW": RelTrial.now], stdin: Array((lines.joined(separator: "\n") + "\n").utf8))
+        let r = try execWHP(
+            ["serve"] + common, env: ["WHP_NOW": RelTrial.now], stdin: Array((lines.joined(separator: "\n") + "\n").utf8), timeout: 3600)
         return (r.status, r.stdout, r.stderr)
     }
 
     func verifyReport(_ extra: [String] = []) throws -> Report {
-        let r = try execWHP(["verify", "--json"] + common + ["--seeds", folder.seeds.path] + extra)
+        let r = try execWHP(["verify", "--json"] + common + ["--seeds", folder.seeds.path] + extra, timeout: 3600)
         return try Report(status: r.status, text: r.stdout.joined(separator: "\n"), stderr: r.stderr)
     }
 
@@ -254,10 +296,24 @@ final class Stream: @unchecked Sendable {
         return Sent(id: id, kind: .refer, line: line, referralID: rid)
     }
 
-    /// Writes until stopped: chunks of 1–8 lines, pauses of 1–6 ms.
+    /// At most this many requests unanswered, like a real pipelining client.
+    /// Without a window the writers outran a debug whp on PostgreSQL, the
+    /// backlog grew without bound, and after a restart an instance re-running
+    /// a failed group one request at a time, each waiting for the chain lock
+    /// behind the other instance's ever larger groups, said nothing for over
+    /// 60 s: slow, not stuck (its threads kept using CPU), yet the test read
+    /// it as a hang.
+    static let window = 256
+
+    /// Writes until stopped: chunks of 1–8 lines, pauses of 1–6 ms, never more
+    /// than `window` requests unanswered.
     func write(to c: Child) {
         var i = 0
         while !lock.withLock({ stopped }) {
+            if lock.withLock({ sent.count - answers.count }) >= Self.window {
+                usleep(1_000)
+                continue
+            }
             var chunk: [Sent] = []
             for _ in 0..<rng.int(1...8) {
                 chunk.append(next(i))

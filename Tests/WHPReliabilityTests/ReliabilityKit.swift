@@ -216,15 +216,23 @@ func onThread(_ body: @escaping @Sendable () -> Void) -> DispatchSemaphore {
     return done
 }
 
-/// Runs `whp ARGS` to completion, feeding stdin from a thread.
-func execWHP(_ args: [String], env: [String: String] = [:], stdin: [UInt8] = []) throws -> (status: Int32, stdout: [String], stderr: String) {
+/// Runs `whp ARGS` to completion, feeding stdin from a thread. A child still
+/// running after `timeout` seconds is killed, so the feeding thread (blocked
+/// on a full pipe once nobody reads the answers) ends too; the caller sees
+/// the answers it got and a status of 137. The restart soak's replay of some
+/// 100,000 requests on a debug whp outlasted the old fixed 300 s read, and
+/// the test then waited for ever on its own writer.
+func execWHP(
+    _ args: [String], env: [String: String] = [:], stdin: [UInt8] = [], timeout: Double = 300
+) throws -> (status: Int32, stdout: [String], stderr: String) {
     let errFile = FileManager.default.temporaryDirectory.appendingPathComponent("whp-rel-err-\(UUID().uuidString)").path
     defer { try? FileManager.default.removeItem(atPath: errFile) }
     let c = try Child(args, env: env, stderrPath: errFile)
     let done = onThread {
         c.write(stdin); c.closeStdin()
     }
-    let out = c.readAll()
+    let out = c.readAll(timeout: timeout)
+    if c.pump(timeout: 0) { c.kill9() }
     done.wait()
     let status = c.wait()
     let err = (try? String(contentsOfFile: errFile, encoding: .utf8)) ?? ""
