@@ -13,7 +13,8 @@ import WHPTestSupport
 /// - nothing acknowledged is lost: a fresh `serve` replaying every `ok`
 ///   answer gets it back byte for byte and appends nothing;
 /// - every request was answered, `ok` or `internal` (no other code: every
-///   request is valid and unique), and each one answered `internal` succeeds
+///   request is valid and unique; only a capacity run may find nothing
+///   pending, `wrong_state`), and each one answered `internal` succeeds
 ///   when it is sent again (it had no effect, or its effect is found by its
 ///   idempotency key);
 /// - both instances recover by themselves: the same processes answer `ok`
@@ -125,8 +126,9 @@ struct PostgresRestartTests {
         }
         #expect(problems.isEmpty || killedPIDs.count == restarts, "each restart killed a new postmaster: \(killedPIDs)")
 
-        // Every request answered, `ok` or `internal`, at its position.
+        // Every request answered at its position: `ok`, `internal`, or for a capacity run with nothing pending `wrong_state`.
         var acked: [(kind: Kind, line: String, answer: Reply)] = []
+        var nothingPending = 0
         var failedLines: [String] = []
         for (k, s) in streams.enumerated() {
             let (sent, answers) = s.snapshot()
@@ -138,6 +140,11 @@ struct PostgresRestartTests {
                     acked.append((req.kind, req.line, a))
                 } else if a.code == "internal" {
                     failedLines.append(req.line)
+                } else if req.kind == .gatekeep && a.code == "wrong_state" {
+                    // A capacity run in a district whose pending referrals another
+                    // run had just decided: nothing to decide is a right answer
+                    // (seen once in a 50-restart soak, with the writers' window).
+                    nothingPending += 1
                 } else {
                     problems.append("instance \(k): \(req.line) answered \(line)")
                 }
@@ -173,7 +180,7 @@ struct PostgresRestartTests {
         let summary = """
             pg-restart summary: restarts=\(restarts) requests_sent=\(totalSent) acknowledged_ok=\(acked.count) \
             answered_internal=\(failedLines.count) retried_ok=\(zip(failedLines, retry.responses).filter { Reply($0.1).ok }.count) \
-            events=\(log.count) slowest_recovery_s=\(String(format: "%.1f", slowestRecovery)) verify=\(v.ok ? "ok" : "FAILED") problems=\(problems.count) seed=\(String(seed, radix: 16))
+            events=\(log.count) runs_with_nothing_pending=\(nothingPending) slowest_recovery_s=\(String(format: "%.1f", slowestRecovery)) verify=\(v.ok ? "ok" : "FAILED") problems=\(problems.count) seed=\(String(seed, radix: 16))
             """
         Env.progress(summary)
         #expect(problems.isEmpty, "\(summary)\n\(problems.prefix(20).joined(separator: "\n"))")
