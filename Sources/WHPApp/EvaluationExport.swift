@@ -70,16 +70,28 @@ public struct EvaluationExport {
             let sorter = RowSorter(scratchDir: out + "/.sorting")
             let classes = KAnonymityCounter(precision: precision)
             var person: Pseudonym?, rid: [UInt8] = []
+            // Rows come in stored order, so a person's referrals are rarely
+            // next to each other: a bounded cache spares the HMAC of a research
+            // id for a person seen recently, without holding every person.
+            var researchIDs: [Pseudonym: [UInt8]] = [:]
             var row: [UInt8] = []
             try tx.forEachReferralFact(.asReferred) { f in
                 seen += 1
                 if f.optedOut && f.status != .cancelled { removed += 1 }
-                if f.claimant != person { person = f.claimant; rid = writer.researchID(of: f.claimant) }
+                if f.claimant != person {
+                    person = f.claimant
+                    if let known = researchIDs[f.claimant] {
+                        rid = known
+                    } else {
+                        rid = writer.researchID(of: f.claimant)
+                        if researchIDs.count >= 65_536 { researchIDs.removeAll(keepingCapacity: true) }
+                        researchIDs[f.claimant] = rid
+                    }
+                }
                 row.removeAll(keepingCapacity: true)
                 row += [0, 0, 0, 0]
                 if let at = writer.appendUnnumbered(f, researchID: rid, to: &row) {
-                    let offset = UInt32(at - 4)
-                    row[0] = UInt8(offset >> 24); row[1] = UInt8(offset >> 16 & 0xff); row[2] = UInt8(offset >> 8 & 0xff); row[3] = UInt8(offset & 0xff)
+                    BigEndian32.put(at - 4, into: &row, at: 0)
                     rows += 1
                     classes.add(f)
                     try sorter.add(key: rid[...], row: row[...])
@@ -93,7 +105,7 @@ public struct EvaluationExport {
                 if !key.elementsEqual(lastRID) { lastRID = Array(key); number = 0 }
                 number += 1
                 let s = stored.startIndex
-                let at = s + 4 + (Int(stored[s]) << 24 | Int(stored[s + 1]) << 16 | Int(stored[s + 2]) << 8 | Int(stored[s + 3]))
+                let at = s + 4 + BigEndian32.read(stored)
                 buffer.append(contentsOf: stored[(s + 4)..<at])
                 writer.appendReferralNumber(number, to: &buffer)
                 buffer.append(contentsOf: stored[at...])

@@ -101,8 +101,8 @@ package final class RowSorter {
     }
 
     private func append32(_ n: Int, _ out: inout [UInt8]) {
-        let v = UInt32(truncatingIfNeeded: n)
-        out.append(UInt8(v >> 24)); out.append(UInt8(v >> 16 & 0xff)); out.append(UInt8(v >> 8 & 0xff)); out.append(UInt8(v & 0xff))
+        out += [0, 0, 0, 0]
+        BigEndian32.put(n, into: &out, at: out.count - 4)
     }
 
     private func writeAll(_ fd: Int32, _ bytes: [UInt8], _ path: String) throws {
@@ -211,8 +211,7 @@ private struct RunReader {
 
     private mutating func u32() throws -> Int? {
         guard try need(4) else { return nil }
-        let b = take(4)
-        return Int(b[0]) << 24 | Int(b[1]) << 16 | Int(b[2]) << 8 | Int(b[3])
+        return BigEndian32.read(take(4)[...])
     }
 
     mutating func next() throws -> (key: [UInt8], row: [UInt8])? {
@@ -225,3 +224,19 @@ private struct RunReader {
 }
 
 func errnoString() -> String { String(cString: strerror(errno)) }
+
+/// The 4-byte big-endian length or offset that run files and the export's
+/// sorted rows carry: written and read here only.
+package enum BigEndian32 {
+    /// Writes `n`'s low 32 bits at `at…at+3`.
+    package static func put(_ n: Int, into bytes: inout [UInt8], at: Int) {
+        let v = UInt32(truncatingIfNeeded: n)
+        bytes[at] = UInt8(v >> 24); bytes[at + 1] = UInt8(v >> 16 & 0xff); bytes[at + 2] = UInt8(v >> 8 & 0xff); bytes[at + 3] = UInt8(v & 0xff)
+    }
+
+    /// The value of the first four bytes of `bytes`.
+    package static func read(_ bytes: ArraySlice<UInt8>) -> Int {
+        let s = bytes.startIndex
+        return Int(bytes[s]) << 24 | Int(bytes[s + 1]) << 16 | Int(bytes[s + 2]) << 8 | Int(bytes[s + 3])
+    }
+}

@@ -178,7 +178,9 @@ public final class PostgresBackend: StoreBackend, @unchecked Sendable {
         if woken.wait(timeout: .now() + .seconds(seconds)) == .timedOut, box.expire() {
             throw StoreError("\(what): no answer from \(location) within \(seconds) s")
         }
-        return try box.result!.get()
+        // Set before the signal, and `expire` lost to it: a result is there.
+        guard let result = box.result else { throw StoreError("\(what): \(location) gave no result") }
+        return try result.get()
     }
 
     public func openForUpgrade() throws -> any StoreBackend { self }
@@ -211,6 +213,11 @@ final class PostgresSession: SQLSession {
     private var cursors = 0
     /// Statements sent but not yet waited for (see `exec`).
     private var inFlight: [EventLoopFuture<PostgresQueryResult>] = []
+    /// Rows held by `insertRow` and `upsertRow`, by statement, in the order
+    /// each statement was first held (see `HeldRows`).
+    private var held: [HeldRows] = []
+    /// Most rows in one multi-row `INSERT`: well under the protocol's 65,535 bound values.
+    static let rowsPerInsert = 1000
 
     init(connection: PostgresConnection, backend: PostgresBackend) {
         self.connection = connection
@@ -218,6 +225,10 @@ final class PostgresSession: SQLSession {
     }
 
     private func send(_ sql: String, _ args: [SQLValue]) -> EventLoopFuture<PostgresQueryResult> {
+        send(prenumbered: backend.numbered(sql), args)
+    }
+
+    private func send(prenumbered sql: String, _ args: [SQLValue]) -> EventLoopFuture<PostgresQueryResult> {
         var binds = PostgresBindings(capacity: args.count)
         for a in args {
             switch a {
@@ -226,7 +237,7 @@ final class PostgresSession: SQLSession {
             case .null: binds.appendNull()
             }
         }
-        return connection.query(PostgresQuery(unsafeSQL: backend.numbered(sql), binds: binds), logger: backend.logger)
+        return connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: backend.logger)
     }
 
     /// Waits for a statement's result, or for its connection to close. A
@@ -248,8 +259,78 @@ final class PostgresSession: SQLSession {
         throw ConnectionClosed()
     }
 
+    /// Holds the row. The rows of each held statement go out later as one
+    /// multi-row statement (`INSERT … VALUES (…), (…)`, or an `UPDATE … FROM
+    /// (VALUES …)`): before any query, before any other statement that
+    /// touches a held table, and before the commit. Held statements go out in
+    /// the order they were first held, and a row joins its statement's rows
+    /// only if no statement held after it touches the same tables; otherwise
+    /// the held rows go out first. So every statement that could see a held
+    /// row still runs after it, and rows of one table keep their order. A
+    /// statement "touches" a table it names; the schema has no triggers or
+    /// views that would touch one behind its name.
+    func insertRow(_ sql: String, _ args: [SQLValue]) throws {
+        try hold(sql, args, keyed: false)
+    }
+
+    /// Like `insertRow`, for an upsert that sets every column from its row:
+    /// a later row with the same key (its first value) replaces the held
+    /// one, which is what running both would leave. A gatekeeper run's
+    /// stratum row is thus written once per transaction, not per allocation.
+    func upsertRow(_ sql: String, _ args: [SQLValue]) throws {
+        try hold(sql, args, keyed: true)
+    }
+
+    /// An `UPDATE t SET c = ?, … WHERE key = ?`: held like `insertRow`; a
+    /// later row for the same key replaces the held one (it sets the same
+    /// columns). A gatekeeper run's decisions go out as one statement per
+    /// thousand referrals instead of one each.
+    func updateRow(_ sql: String, _ args: [SQLValue]) throws {
+        try hold(sql, args, keyed: true)
+    }
+
+    private func hold(_ sql: String, _ args: [SQLValue], keyed: Bool) throws {
+        if let i = held.firstIndex(where: { $0.sql == sql }) {
+            if held[(i + 1)...].contains(where: { $0.touches(held[i]) }) {
+                try sendHeld()
+                return try hold(sql, args, keyed: keyed)
+            }
+            held[i].add(args)
+            if held[i].rows.count >= Self.rowsPerInsert { try sendHeld() }
+        } else if var h = HeldRows(sql: sql, numbered: backend.numbered(sql), keyed: keyed) {
+            h.add(args)
+            held.append(h)
+        } else {
+            try sendHeld()
+            inFlight.append(send(sql, args))
+            try settleOldest()
+        }
+    }
+
+    /// Sends every held row, each statement's as one multi-row statement.
+    private func sendHeld() throws {
+        guard !held.isEmpty else { return }
+        let statements = held
+        held = []
+        for h in statements {
+            inFlight.append(send(prenumbered: h.statement(), h.rows.flatMap { $0 }))
+        }
+        try settleOldest()
+    }
+
+    /// Sends the held rows first unless `sql` names no held table and no
+    /// held statement names the table `sql` writes (then neither can see the
+    /// other's rows, and their order does not matter).
+    private func sendHeld(before sql: String) throws {
+        guard !held.isEmpty else { return }
+        guard let target = HeldRows.target(of: sql), !held.contains(where: { sql.contains($0.table) || $0.sql.contains(target) }) else {
+            return try sendHeld()
+        }
+    }
+
     /// Sends the statement after everything in flight, waits for it, returns its rows.
     private func run(_ sql: String, _ args: [SQLValue]) throws -> PostgresQueryResult {
+        try sendHeld()
         let result = send(sql, args)
         try drain()
         return try answer(result)
@@ -262,12 +343,30 @@ final class PostgresSession: SQLSession {
     /// A group of pipelined requests thus pays a round trip per read, not per
     /// statement.
     func exec(_ sql: String, _ args: [SQLValue]) throws {
+        try sendHeld(before: sql)
         inFlight.append(send(sql, args))
-        if inFlight.count >= 512 { try drain() }
+        try settleOldest()
     }
 
     /// Waits for every statement in flight; throws the first error.
+    /// Most statements in flight; past it the older half is waited for while
+    /// the newer half keeps the server busy (waiting for all of them let the
+    /// server idle while whp made the next ones: a gatekeeper run alternated).
+    static let maxInFlight = 2048
+
+    private func settleOldest() throws {
+        guard inFlight.count >= Self.maxInFlight else { return }
+        let oldest = inFlight.prefix(Self.maxInFlight / 2)
+        inFlight.removeFirst(oldest.count)
+        var first: (any Error)?
+        for f in oldest {
+            do { _ = try answer(f) } catch { if first == nil { first = error } }
+        }
+        if let first { throw first }
+    }
+
     func drain() throws {
+        try sendHeld()
         let pending = inFlight
         inFlight = []
         var first: (any Error)?
@@ -279,6 +378,7 @@ final class PostgresSession: SQLSession {
 
     /// After a failure: waits out whatever is still in flight, ignoring its errors.
     func abandon() {
+        held = []
         for f in inFlight { _ = try? answer(f) }
         inFlight = []
     }
@@ -324,6 +424,136 @@ final class PostgresSession: SQLSession {
         }
         if let underlying = e.underlying { return "\(e.code): \(underlying)" }
         return "\(e.code)"
+    }
+}
+
+/// The held rows of one single-row statement: an `INSERT INTO t(…) VALUES
+/// (…) [ON CONFLICT …]`, or an `UPDATE t SET c = ?, … WHERE key = ?`.
+struct HeldRows {
+    let sql: String
+    /// The table the statement writes.
+    let table: String
+    private enum Shape {
+        /// The numbered statement cut around its one row: `head (row) tail`.
+        case insert(head: [UInt8], row: [UInt8], tail: [UInt8])
+        /// The columns set, in placeholder order, then the key column.
+        case update(columns: [String], key: String)
+    }
+    private let shape: Shape
+    /// Upserts and updates: a later row of the same key replaces the held one.
+    private let keyed: Bool
+    private(set) var rows: [[SQLValue]] = []
+    private var byKey: [SQLValue: Int] = [:]
+
+    /// The table a writing statement names first (`INSERT INTO t`, `UPDATE t`, `DELETE FROM t`).
+    static func target(of sql: String) -> String? {
+        for lead in ["INSERT INTO ", "UPDATE ", "DELETE FROM "] where sql.hasPrefix(lead) {
+            let name = sql.dropFirst(lead.count).prefix { $0.isLetter || $0.isNumber || $0 == "_" }
+            return name.isEmpty ? nil : String(name)
+        }
+        return nil
+    }
+
+    /// Nil for a statement of neither shape (it is then sent as it is).
+    /// `keyed`: a later row of the same key replaces the held one (an
+    /// update's key is its last value, an upsert's its first).
+    init?(sql: String, numbered: String, keyed: Bool) {
+        guard let table = Self.target(of: sql) else { return nil }
+        self.sql = sql
+        self.table = table
+        if sql.hasPrefix("UPDATE ") {
+            guard let (columns, key) = Self.updateShape(numbered) else { return nil }
+            shape = .update(columns: columns, key: key)
+            self.keyed = true
+            return
+        }
+        let u = Array(numbered.utf8)
+        guard numbered.hasPrefix("INSERT INTO "), let values = numbered.range(of: "VALUES") else { return nil }
+        var i = numbered.utf8.distance(from: numbered.utf8.startIndex, to: values.upperBound)
+        while i < u.count, u[i] == UInt8(ascii: " ") || u[i] == UInt8(ascii: "\n") { i += 1 }
+        guard i < u.count, u[i] == UInt8(ascii: "(") else { return nil }
+        var depth = 0, j = i
+        repeat {
+            if u[j] == UInt8(ascii: "(") { depth += 1 } else if u[j] == UInt8(ascii: ")") { depth -= 1 }
+            j += 1
+        } while depth > 0 && j < u.count
+        guard depth == 0 else { return nil }
+        shape = .insert(head: Array(u[..<i]), row: Array(u[i..<j]), tail: Array(u[j...]))
+        self.keyed = keyed
+    }
+
+    /// `UPDATE t SET a = $1, b = $2 WHERE k = $3`, placeholders in order and
+    /// nothing else: the columns and the key; nil for any other form.
+    private static func updateShape(_ numbered: String) -> (columns: [String], key: String)? {
+        let words = numbered.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+        guard words.count >= 8, words[0] == "UPDATE", words[2] == "SET" else { return nil }
+        var columns: [String] = [], k = 3, n = 0
+        func isColumn(_ w: String) -> Bool { !w.isEmpty && w.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } }
+        while k + 2 < words.count, words[k] != "WHERE" {
+            n += 1
+            let value = words[k + 2]
+            let last = !value.hasSuffix(",")
+            guard isColumn(words[k]), words[k + 1] == "=", (last ? value : String(value.dropLast())) == "$\(n)" else { return nil }
+            columns.append(words[k])
+            k += 3
+            if last { break }
+        }
+        n += 1
+        guard !columns.isEmpty, k + 4 == words.count, words[k] == "WHERE", isColumn(words[k + 1]), words[k + 2] == "=", words[k + 3] == "$\(n)"
+        else { return nil }
+        return (columns, words[k + 1])
+    }
+
+    /// Whether either statement names the table the other writes.
+    func touches(_ other: HeldRows) -> Bool { sql.contains(other.table) || other.sql.contains(table) }
+
+    mutating func add(_ args: [SQLValue]) {
+        if keyed, let key = (shapeIsUpdate ? args.last : args.first) {
+            if let k = byKey[key] { rows[k] = args; return }
+            byKey[key] = rows.count
+        }
+        rows.append(args)
+    }
+
+    private var shapeIsUpdate: Bool { if case .update = shape { true } else { false } }
+
+    /// The multi-row statement, its placeholders numbered `$1…$n` across the rows.
+    func statement() -> String {
+        let perRow = rows.first?.count ?? 0
+        switch shape {
+        case let .insert(head, row, tail):
+            var bytes = head
+            bytes.reserveCapacity(head.count + tail.count + rows.count * (row.count + perRow * 2))
+            for r in rows.indices {
+                if r > 0 { bytes.append(UInt8(ascii: ",")) }
+                // The row's own `$k` become `$(r·perRow + k)`.
+                var i = 0
+                while i < row.count {
+                    if row[i] == UInt8(ascii: "$") {
+                        var j = i + 1, k = 0
+                        while j < row.count, row[j] >= 48, row[j] <= 57 { k = k * 10 + Int(row[j] - 48); j += 1 }
+                        bytes.append(UInt8(ascii: "$"))
+                        bytes.append(contentsOf: String(r * perRow + k).utf8)
+                        i = j
+                    } else {
+                        bytes.append(row[i]); i += 1
+                    }
+                }
+            }
+            bytes.append(contentsOf: tail)
+            return String(decoding: bytes, as: UTF8.self)
+        case let .update(columns, key):
+            // UPDATE t SET a = v.c1, … FROM (VALUES ($1, …), …) AS v(c1, …, k) WHERE t.key = v.k
+            var out = "UPDATE \(table) SET "
+            out += columns.enumerated().map { "\($0.element) = v.c\($0.offset + 1)" }.joined(separator: ", ")
+            out += " FROM (VALUES "
+            for r in rows.indices {
+                if r > 0 { out += ", " }
+                out += "(" + (1...perRow).map { "$\(r * perRow + $0)" }.joined(separator: ", ") + ")"
+            }
+            out += ") AS v(" + (1...columns.count).map { "c\($0)" }.joined(separator: ", ") + ", k) WHERE \(table).\(key) = v.k"
+            return out
+        }
     }
 }
 

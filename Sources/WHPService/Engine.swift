@@ -86,6 +86,17 @@ public struct Engine: Sendable {
         }
     }
 
+    /// Fetches what a group's `refer`s will read, in a few queries for the
+    /// whole group (`StoreTransaction.prefetchReferReads`): on PostgreSQL
+    /// each read is otherwise a round trip per request. Answers do not change.
+    public func prefetch(_ requests: [Request], _ tx: inout StoreTransaction) throws {
+        var wanted: [(referralID: String, claimant: Pseudonym)] = []
+        for r in requests {
+            if case let .refer(rid, claimant, _, _, _) = r.command { wanted.append((rid, pseudonym(claimant))) }
+        }
+        try tx.prefetchReferReads(wanted)
+    }
+
     /// Every referral of the person an identifier belongs to, oldest first.
     func history(of person: Pseudonym, _ tx: inout StoreTransaction) throws -> [Referral] {
         try tx.referrals(person: person)

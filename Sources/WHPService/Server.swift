@@ -178,7 +178,11 @@ public final class Service: @unchecked Sendable {
         if decoded.contains(where: { if case .success = $0 { true } else { false } }) {
             do {
                 // Safe to run again after a lost race: the answers start again.
-                try store.write(retry: true) { tx in try writeAnswers { try engine.execute($0, &tx, now: now) } }
+                let requests = decoded.compactMap { try? $0.get() }
+                try store.write(retry: true) { tx in
+                    try engine.prefetch(requests, &tx)
+                    try writeAnswers { try engine.execute($0, &tx, now: now) }
+                }
             } catch {
                 // One request must not fail other users' requests (RULES2 R7):
                 // the group had no effect, so each request runs again in a

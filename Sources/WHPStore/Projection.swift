@@ -6,7 +6,11 @@ import WHPDomain
 /// they cannot drift apart; the states come from `ReferralState` and the
 /// strata from `StratumState.apply`, the domain's one copy of each rule.
 enum Projection {
-    static func apply(_ event: TrialEvent, seq: Int, _ s: any SQLSession, cache: StrataCache? = nil) throws {
+    /// `person` is the referred claimant's person when the caller already
+    /// read it in this transaction (`ReferReads`); otherwise the insert looks
+    /// it up itself. A subquery per row would cost PostgreSQL a plan of
+    /// hundreds of sublinks for a group's one multi-row insert.
+    static func apply(_ event: TrialEvent, seq: Int, _ s: any SQLSession, cache: StrataCache? = nil, person: Pseudonym? = nil) throws {
         switch event {
         case .trialStarted(let e):
             try s.exec(
@@ -23,19 +27,20 @@ enum Projection {
                 ])
         case .referred(let e):
             // The person is the claimant's linked NINO, if a link is already recorded (RULES2 R6).
-            try s.exec(
-                SQL.insertReferral,
-                [
-                    .text(e.referralID), .int(seq), .text(e.claimant.hex), .text(e.claimant.hex), .text(e.claimant.hex), .text(e.district),
-                    .text(e.group), .text(e.referralDate.iso), .text(ReferralState.initial.storedName), .int(seq),
-                ])
+            let tail: [SQLValue] = [.text(e.district), .text(e.group), .text(e.referralDate.iso), .text(ReferralState.initial.storedName), .int(seq)]
+            if let person {
+                try s.insertRow(SQL.insertReferralOfPerson, [.text(e.referralID), .int(seq), .text(e.claimant.hex), .text(person.hex)] + tail)
+            } else {
+                try s.insertRow(
+                    SQL.insertReferral, [.text(e.referralID), .int(seq), .text(e.claimant.hex), .text(e.claimant.hex), .text(e.claimant.hex)] + tail)
+            }
         case .cancelled(let e):
-            try s.exec(
+            try s.updateRow(
                 "UPDATE referrals SET status = ?, cancel_reason = ?, last_seq = ? WHERE referral_id = ?",
                 [.text(ReferralState.cancelled.storedName), .text(e.reason), .int(seq), .text(e.referralID)])
         case .gatekeeperDecision(let e):
             let state = ReferralState.resulting(from: event)!
-            try s.exec(
+            try s.updateRow(
                 """
                 UPDATE referrals SET status = ?, run_id = ?, gk_date = ?, decided_on = ?, rule = ?, lottery_key = ?, last_seq = ?
                 WHERE referral_id = ?
@@ -44,6 +49,14 @@ enum Projection {
                     .text(state.storedName), .text(e.runID), .text(e.gkDate.iso), .text(e.recordedAt.date.iso), .text(e.rule.rawValue),
                     SQLValue(e.lotteryKey?.hex), .int(seq), .text(e.referralID),
                 ])
+            // The run's row is made by its first decision; in the same
+            // transaction, later decisions only move its last_seq (held, so
+            // a run of many decisions writes it once on PostgreSQL).
+            if let cache, cache.runs.contains(e.runID) {
+                try s.updateRow("UPDATE runs SET last_seq = ? WHERE run_id = ?", [.int(seq), .text(e.runID)])
+                break
+            }
+            cache?.runs.insert(e.runID)
             try s.exec(
                 """
                 INSERT INTO runs(run_id, district, gk_date, rule, capacity, first_seq, last_seq)
@@ -55,7 +68,7 @@ enum Projection {
                     .text(e.referralID),
                 ])
         case .allocated(let e):
-            try s.exec(
+            try s.updateRow(
                 """
                 UPDATE referrals SET status = ?, stratum = ?, alloc_index = ?, arm = ?, provider = ?, last_seq = ? WHERE referral_id = ?
                 """,
@@ -65,7 +78,7 @@ enum Projection {
                 ])
             var st = try cache?.strata[e.stratum] ?? stratum(e.stratum, s)
             st.apply(e)
-            try s.exec(
+            try s.upsertRow(
                 """
                 INSERT INTO strata(stratum, next_index, block, block_start, block_size, dealt_whp, dealt_psc, dealt_rcg, last_seq)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -81,7 +94,7 @@ enum Projection {
             if let p = e.provider {
                 var ps = try cache?.providerStrata[p.stratum] ?? providerStratum(p.stratum, s)
                 ps.apply(p)
-                try s.exec(
+                try s.upsertRow(
                     """
                     INSERT INTO provider_strata(stratum, next_index, block, block_start, block_size, shares, dealt, last_seq)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -102,7 +115,7 @@ enum Projection {
                 "INSERT INTO opt_outs(claimant, date, last_seq) VALUES (?, ?, ?) ON CONFLICT(claimant) DO NOTHING",
                 [.text(e.claimant.hex), .text(e.date.iso), .int(seq)])
         case .flaggedInError(let e):
-            try s.exec(
+            try s.updateRow(
                 "UPDATE referrals SET flag = ?, corrected_group = ?, last_seq = ? WHERE referral_id = ?",
                 [.text(e.reason.rawValue), SQLValue(e.correctedGroup), .int(seq), .text(e.referralID)])
         case .claimantLinked(let e):
@@ -123,6 +136,7 @@ enum Projection {
                     SQLValue(e.reason), .int(seq),
                 ])
         case .sharesSet(let e):
+            cache?.shares = [:]
             try s.exec(
                 "INSERT INTO shares(seq, district, arm, effective, shares, last_seq) VALUES (?, ?, ?, ?, ?, ?)",
                 [.int(seq), .text(e.district), .text(e.arm.rawValue), .text(e.effective.iso), .text(e.shares), .int(seq)])
@@ -135,6 +149,10 @@ enum Projection {
         static let insertReferral = """
             INSERT INTO referrals(referral_id, referred_seq, claimant, person, district, grp, referral_date, status, disclosed, last_seq)
             VALUES (?, ?, ?, COALESCE((SELECT claimant FROM links WHERE alias = ?), ?), ?, ?, ?, ?, 0, ?)
+            """
+        static let insertReferralOfPerson = """
+            INSERT INTO referrals(referral_id, referred_seq, claimant, person, district, grp, referral_date, status, disclosed, last_seq)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)
             """
     }
 
@@ -171,4 +189,72 @@ enum Projection {
 final class StrataCache {
     var strata: [String: StratumState] = [:]
     var providerStrata: [String: ProviderStratumState] = [:]
+    /// Runs whose row this transaction has made.
+    var runs: Set<String> = []
+    /// `shares_set` rows by "district|arm"; a `shares_set` event empties it.
+    var shares: [String: [(effective: CivilDate, shares: String, seq: Int)]] = [:]
+}
+
+/// A group's `refer` reads, fetched together by
+/// `StoreTransaction.prefetchReferReads` and answered from memory while
+/// they still hold. Each answer is exactly what the query would return:
+/// an entry is dropped as soon as this transaction appends anything that
+/// could change it, and then the read goes to the store as before.
+///
+/// Only `referred` keeps the rest: it adds one referral row, under its id
+/// and its person, so just those two entries go. Any other event (a link,
+/// a decision, a cancellation…) can change a person or a status anywhere
+/// and drops everything.
+final class ReferReads {
+    /// Values per `IN (…)` list: under SQLite's and PostgreSQL's bound-parameter limits.
+    static let chunk = 500
+    private var aliases: [Pseudonym: Pseudonym] = [:]
+    private var byID: [String: Referral?] = [:]
+    private var byPerson: [Pseudonym: [Referral]] = [:]
+
+    static func placeholders(_ n: Int) -> String {
+        String(repeating: "?, ", count: max(n - 1, 0)) + "?"
+    }
+
+    func fill(
+        aliases wanted: [Pseudonym], links: [Pseudonym: Pseudonym], ids: [String], byID found: [String: Referral], persons: [Pseudonym],
+        byPerson history: [Pseudonym: [Referral]]
+    ) {
+        for a in wanted { aliases[a] = links[a] ?? a }
+        for id in ids { byID[id] = .some(found[id]) }
+        for p in persons { byPerson[p] = history[p] ?? [] }
+    }
+
+    func forget() {
+        aliases = [:]; byID = [:]; byPerson = [:]
+    }
+
+    func person(of pseudonym: Pseudonym) -> Pseudonym? { aliases[pseudonym] }
+
+    func referralAndHistory(_ id: String, person: Pseudonym) -> (Referral?, [Referral])? {
+        guard let found = byID[id], let history = byPerson[person] else { return nil }
+        return (found, history)
+    }
+
+    func invalidate(after event: TrialEvent) {
+        guard !byID.isEmpty || !aliases.isEmpty else { return }
+        guard case .referred(let e) = event, let person = aliases[e.claimant] else { return forget() }
+        byID[e.referralID] = nil
+        byPerson[person] = nil
+    }
+}
+
+extension TrialEvent {
+    /// A `referred` event's claimant; nil for any other event.
+    var referredClaimant: Pseudonym? {
+        if case .referred(let e) = self { return e.claimant }
+        return nil
+    }
+}
+
+extension Array {
+    /// Consecutive slices of at most `size` elements.
+    func chunked(_ size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
 }

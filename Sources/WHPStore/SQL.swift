@@ -41,6 +41,30 @@ public protocol SQLSession: AnyObject {
     /// Runs a query whose result may be larger than memory, delivering rows in
     /// order without holding them all (a cursor on either engine).
     func stream(_ sql: String, _ args: [SQLValue], _ row: (any SQLRow) throws -> Void) throws
+    /// A single-row `INSERT … VALUES (…)` with nothing after its row, whose
+    /// result nobody reads. A backend may hold it and send it later with the
+    /// rows of the same statement as one multi-row `INSERT`, in order, before
+    /// any query or statement naming its table, and before the commit: so
+    /// every later statement still sees it. Callers promise that no other
+    /// statement reads or changes the table's rows behind its name (through a
+    /// view or trigger). On PostgreSQL that turns a group's hundreds of
+    /// statements, each a message exchange, into a few (issue 19).
+    func insertRow(_ sql: String, _ args: [SQLValue]) throws
+    /// Like `insertRow`, for an `INSERT … VALUES (…) ON CONFLICT(first
+    /// column) DO UPDATE` that sets every column from its row: a backend
+    /// holding rows may keep only the last row of each key, which leaves
+    /// what running them all would.
+    func upsertRow(_ sql: String, _ args: [SQLValue]) throws
+    /// An `UPDATE t SET c = ?, … WHERE key = ?` (placeholders only, the key
+    /// last) whose result nobody reads: held like `insertRow`, a later row
+    /// for the same key replacing the held one (it sets the same columns).
+    func updateRow(_ sql: String, _ args: [SQLValue]) throws
+}
+
+extension SQLSession {
+    public func insertRow(_ sql: String, _ args: [SQLValue]) throws { try exec(sql, args) }
+    public func upsertRow(_ sql: String, _ args: [SQLValue]) throws { try exec(sql, args) }
+    public func updateRow(_ sql: String, _ args: [SQLValue]) throws { try exec(sql, args) }
 }
 
 /// What a transaction is for; the backend picks its isolation and locking.

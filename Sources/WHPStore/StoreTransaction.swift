@@ -37,6 +37,8 @@ public struct StoreTransaction {
     public private(set) var head: ChainHead?
     /// This transaction's strata, read once (see `StrataCache`).
     let cache = StrataCache()
+    /// What a group's `refer`s read, fetched for the group at once (see `ReferReads`).
+    let referReads = ReferReads()
 
     init(_ s: any SQLSession) throws {
         self.s = s
@@ -73,10 +75,12 @@ public struct StoreTransaction {
         // Keys are sorted once, for the hashed encoding and the stored JSON alike.
         let keys = flat.sortedKeys
         let hash = Chain.next(previous: previous, encoded: flat.encoded(sortedKeys: keys))
-        try s.exec(
+        try s.insertRow(
             StoreTransaction.insertEvent,
             [.int(seq), .text(flat.type), .text(PayloadJSON.encode(flat.payload, sortedKeys: keys)), .text(hash.hex)])
-        try Projection.apply(event, seq: seq, s, cache: cache)
+        let person = event.referredClaimant.flatMap(referReads.person(of:))
+        referReads.invalidate(after: event)
+        try Projection.apply(event, seq: seq, s, cache: cache, person: person)
         head = ChainHead(seq: seq, hash: hash, recordedAt: event.recordedAt)
         return flat
     }
@@ -86,7 +90,8 @@ public struct StoreTransaction {
     /// Copies one event exactly as stored (its payload text and hash) and
     /// applies it: `migrate-store`, which has checked the chain before calling.
     public mutating func copy(_ e: StoredEvent, parsed: TrialEvent, hash: Bytes32) throws {
-        try s.exec(StoreTransaction.insertEvent, [.int(e.seq), .text(e.type), .text(e.payloadText), .text(e.hash)])
+        try s.insertRow(StoreTransaction.insertEvent, [.int(e.seq), .text(e.type), .text(e.payloadText), .text(e.hash)])
+        referReads.forget()
         try Projection.apply(parsed, seq: e.seq, s, cache: cache)
         head = ChainHead(seq: e.seq, hash: hash, recordedAt: parsed.recordedAt)
     }
@@ -156,6 +161,7 @@ public struct StoreTransaction {
     /// first: what `refer` reads. One round trip on PostgreSQL (a UNION ALL,
     /// tagged); SQLite, in-process, runs the two indexed queries.
     public func referralAndHistory(_ id: String, person: Pseudonym) throws -> (Referral?, [Referral]) {
+        if let known = referReads.referralAndHistory(id, person: person) { return known }
         if s.dialect == .sqlite { return (try referral(id), try referrals(person: person)) }
         var found: Referral?, history: [Referral] = []
         try s.query(ReferralSQL.idAndPerson, [.text(id), .text(person.hex)]) { r in
@@ -222,7 +228,66 @@ public struct StoreTransaction {
 
     /// The person of an identifier's pseudonym: its linked NINO's, or its own.
     public func person(of pseudonym: Pseudonym) throws -> Pseudonym {
-        try linkedClaimant(alias: pseudonym) ?? pseudonym
+        if let known = referReads.person(of: pseudonym) { return known }
+        return try linkedClaimant(alias: pseudonym) ?? pseudonym
+    }
+
+    /// Reads, for a whole group at once, what its `refer`s will read one by
+    /// one: each identifier's link, each referral id's row and every
+    /// referral of each person. Three queries for the group instead of two
+    /// per request: on PostgreSQL every statement is an exchange with the
+    /// server (docs/performance.md, issue 19). Read inside the write transaction,
+    /// under the writers' lock, so no other writer can change them before
+    /// the commit; this transaction's own appends invalidate what they
+    /// touch (`ReferReads.invalidate`).
+    public func prefetchReferReads(_ wanted: [(referralID: String, claimant: Pseudonym)]) throws {
+        referReads.forget()
+        guard wanted.count > 1 else { return }
+        let aliases = Array(Set(wanted.map(\.claimant)))
+        var links: [Pseudonym: Pseudonym] = [:]
+        for part in aliases.chunked(ReferReads.chunk) {
+            try s.query(lookup("alias, claimant", from: "links", where: "alias", count: part.count), part.map { .text($0.hex) }) { r in
+                if let a = r.text(0), let c = r.text(1) { links[Pseudonym(hex: a)] = Pseudonym(hex: c) }
+            }
+        }
+        let persons = Array(Set(aliases.map { links[$0] ?? $0 }))
+        let ids = Array(Set(wanted.map(\.referralID)))
+        var byID: [String: Referral] = [:], byPerson: [Pseudonym: [Referral]] = [:]
+        for part in ids.chunked(ReferReads.chunk) {
+            try s.query(lookup(ReferralSQL.columns, from: "referrals", where: "referral_id", count: part.count), part.map { .text($0) }) {
+                let r = try StoreTransaction.referral($0)
+                byID[r.referralID] = r
+            }
+        }
+        for part in persons.chunked(ReferReads.chunk) {
+            try s.query(
+                lookup(ReferralSQL.columns, from: "referrals", where: "person", count: part.count, orderBy: "referred_seq"), part.map { .text($0.hex) }
+            ) {
+                let r = try StoreTransaction.referral($0)
+                byPerson[r.person, default: []].append(r)
+            }
+        }
+        referReads.fill(aliases: aliases, links: links, ids: ids, byID: byID, persons: persons, byPerson: byPerson)
+    }
+
+    /// The rows of `table` whose `key` is one of `count` bound values, as one
+    /// index lookup per value on either engine. PostgreSQL, given
+    /// `key IN (…)` on a table that grew since it was last analysed, was seen
+    /// to scan the whole table for every group (its estimate still thought
+    /// the table small), and a plain join of the values became a hash join
+    /// over a parallel scan. So there the values join the table laterally,
+    /// and `OFFSET 0` keeps the planner from flattening that into a join:
+    /// a nested loop of index lookups, whatever the statistics say.
+    private func lookup(_ columns: String, from table: String, where key: String, count: Int, orderBy: String? = nil) -> String {
+        let order = orderBy.map { " ORDER BY \($0)" } ?? ""
+        switch s.dialect {
+        case .sqlite:
+            return "SELECT \(columns) FROM \(table) WHERE \(key) IN (\(ReferReads.placeholders(count)))" + order
+        case .postgres:
+            let values = String(repeating: "(?), ", count: max(count - 1, 0)) + "(?)"
+            return "SELECT r.* FROM (VALUES \(values)) AS w(k) CROSS JOIN LATERAL (SELECT \(columns) FROM \(table) WHERE \(key) = w.k OFFSET 0) AS r"
+                + order
+        }
     }
 
     /// Every identifier of a person: the person's own pseudonym and its linked aliases.
@@ -257,7 +322,12 @@ public struct StoreTransaction {
     // MARK: providers (RULES2 R15)
 
     /// The `shares_set` events of a district and arm, oldest first: (effective, shares, seq).
+    /// Read once per district and arm in a transaction (`StrataCache`): a
+    /// gatekeeper run asks for every allocation, and on PostgreSQL each read
+    /// waits for every write before it.
     public func sharesSet(district: String, arm: Arm) throws -> [(effective: CivilDate, shares: String, seq: Int)] {
+        let key = district + "|" + arm.rawValue
+        if let known = cache.shares[key] { return known }
         var out: [(effective: CivilDate, shares: String, seq: Int)] = []
         try s.query(
             "SELECT effective, shares, seq FROM shares WHERE district = ? AND arm = ? ORDER BY seq",
@@ -265,6 +335,7 @@ public struct StoreTransaction {
         ) { r in
             if let d = r.text(0).flatMap(CivilDate.init), let sh = r.text(1), let seq = r.int(2) { out.append((d, sh, seq)) }
         }
+        cache.shares[key] = out
         return out
     }
 

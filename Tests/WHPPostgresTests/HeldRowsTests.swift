@@ -1,0 +1,89 @@
+import Foundation
+import Logging
+import Testing
+import WHPPostgres
+import WHPStore
+import WHPTestSupport
+
+/// The PostgreSQL session holds rows of single-row writes and sends each
+/// statement's rows as one multi-row statement (issue 19). Whatever it holds,
+/// the table must end as if every statement had run at once, in order; these
+/// tests drive the session directly, on a scratch table, with orders the
+/// service's own ops happen not to produce.
+@Suite("PostgreSQL: held rows keep the meaning of the statements", .serialized)
+struct HeldRowsTests {
+    static let insert = "INSERT INTO t(k, a, n) VALUES (?, ?, ?)"
+    static let upsert = "INSERT INTO t(k, a, n) VALUES (?, ?, ?) ON CONFLICT(k) DO UPDATE SET a = excluded.a, n = excluded.n"
+    static let setBoth = "UPDATE t SET a = ?, n = ? WHERE k = ?"
+    static let setN = "UPDATE t SET n = ? WHERE k = ?"
+
+    /// Runs `body` in a write transaction on a fresh database holding table `t`; returns `t` as (k, a, n) in key order.
+    static func table(_ body: (any SQLSession) throws -> Void) throws -> [String] {
+        let url = try TestBackend.createDatabase()
+        defer { TestBackend.dropDatabase(url) }
+        let backend = try PostgresBackend.connect(url: url, logger: Logger(label: "whp.test.held"))
+        try backend.transaction(.write, retry: false) { s in
+            try s.exec("CREATE TABLE t(k TEXT PRIMARY KEY, a TEXT, n INTEGER NOT NULL)", [])
+        }
+        try backend.transaction(.write, retry: false) { s in try body(s) }
+        var out: [String] = []
+        try backend.transaction(.read, retry: false) { s in
+            try s.query("SELECT k, a, n FROM t ORDER BY k", []) { r in out.append("\(r.text(0) ?? "-") \(r.text(1) ?? "null") \(r.int(2) ?? -1)") }
+        }
+        return out
+    }
+
+    @Test("an update of one statement, another, then the first again on the same row: the last one wins")
+    func updatesOfOneRowKeepTheirOrder() throws {
+        let rows = try Self.table { s in
+            try s.insertRow(Self.insert, [.text("x"), .text("0"), .int(0)])
+            try s.updateRow(Self.setBoth, [.text("1"), .int(1), .text("x")])
+            try s.updateRow(Self.setN, [.int(2), .text("x")])
+            try s.updateRow(Self.setBoth, [.text("3"), .int(3), .text("x")])
+        }
+        #expect(rows == ["x 3 3"])
+    }
+
+    @Test("a thousand and one rows, updates by key, upserts replacing upserts, nulls, and a query in between")
+    func manyRows() throws {
+        let rows = try Self.table { s in
+            for i in 0..<1001 { try s.insertRow(Self.insert, [.text(String(format: "r%04d", i)), .text("v\(i)"), .int(i)]) }
+            for i in stride(from: 0, to: 1001, by: 2) { try s.updateRow(Self.setBoth, [.null, .int(-i), .text(String(format: "r%04d", i))]) }
+            var seen = 0
+            try s.query("SELECT COUNT(*) FROM t WHERE a IS NULL", []) { seen = $0.int(0) ?? -1 }
+            #expect(seen == 501, "a query sees every held row")
+            try s.upsertRow(Self.upsert, [.text("u"), .text("first"), .int(1)])
+            try s.upsertRow(Self.upsert, [.text("u"), .text("second"), .int(2)])
+            try s.upsertRow(Self.upsert, [.text("r0001"), .text("upserted"), .int(7)])
+        }
+        #expect(rows.count == 1002)
+        #expect(rows.first == "r0000 null 0" && rows.contains("r0001 upserted 7") && rows.contains("r0999 v999 999") && rows.contains("r1000 null -1000"))
+        #expect(rows.last == "u second 2")
+    }
+
+    @Test("an exec naming a held table goes after the held rows")
+    func execAfterHeldRows() throws {
+        let rows = try Self.table { s in
+            try s.insertRow(Self.insert, [.text("x"), .text("0"), .int(0)])
+            try s.exec("UPDATE t SET n = n + 10 WHERE k = ?", [.text("x")])
+        }
+        #expect(rows == ["x 0 10"])
+    }
+
+    @Test("a held row that breaks a constraint fails the transaction, and nothing of it stays")
+    func failureFailsTheTransaction() throws {
+        let url = try TestBackend.createDatabase()
+        defer { TestBackend.dropDatabase(url) }
+        let backend = try PostgresBackend.connect(url: url, logger: Logger(label: "whp.test.held"))
+        try backend.transaction(.write, retry: false) { s in try s.exec("CREATE TABLE t(k TEXT PRIMARY KEY, a TEXT, n INTEGER NOT NULL)", []) }
+        #expect(throws: (any Error).self) {
+            try backend.transaction(.write, retry: false) { s in
+                try s.insertRow(Self.insert, [.text("x"), .text("0"), .int(0)])
+                try s.insertRow(Self.insert, [.text("x"), .text("1"), .int(1)])
+            }
+        }
+        var n = -1
+        try backend.transaction(.read, retry: false) { s in try s.query("SELECT COUNT(*) FROM t", []) { n = $0.int(0) ?? -1 } }
+        #expect(n == 0)
+    }
+}
