@@ -84,7 +84,7 @@ public struct EvaluationExport {
                         rid = known
                     } else {
                         rid = writer.researchID(of: f.claimant)
-                        if researchIDs.count >= 65_536 { researchIDs.removeAll(keepingCapacity: true) }
+                        if researchIDs.count >= 8_192 { researchIDs.removeAll(keepingCapacity: true) }
                         researchIDs[f.claimant] = rid
                     }
                 }

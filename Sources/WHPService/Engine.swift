@@ -90,6 +90,7 @@ public struct Engine: Sendable {
     /// whole group (`StoreTransaction.prefetchReferReads`): on PostgreSQL
     /// each read is otherwise a round trip per request. Answers do not change.
     public func prefetch(_ requests: [Request], _ tx: inout StoreTransaction) throws {
+        guard tx.prefetchesReads else { return }
         var wanted: [(referralID: String, claimant: Pseudonym)] = []
         for r in requests {
             if case let .refer(rid, claimant, _, _, _) = r.command { wanted.append((rid, pseudonym(claimant))) }
