@@ -340,15 +340,15 @@ final class PostgresSession: SQLSession {
     /// is sent without waiting: the connection runs statements in order, so a
     /// later query sees its effect, and its error, if any, surfaces at the
     /// next wait, inside the same transaction, which then fails as a whole.
-    /// A group of pipelined requests thus pays a round trip per read, not per
-    /// statement.
+    /// postgres-nio still sends queued statements one at a time, each after
+    /// the answer to the one before, so what costs is the number of
+    /// statements, not of waits: hence the held rows above.
     func exec(_ sql: String, _ args: [SQLValue]) throws {
         try sendHeld(before: sql)
         inFlight.append(send(sql, args))
         try settleOldest()
     }
 
-    /// Waits for every statement in flight; throws the first error.
     /// Most statements in flight; past it the older half is waited for while
     /// the newer half keeps the server busy (waiting for all of them let the
     /// server idle while whp made the next ones: a gatekeeper run alternated).
@@ -365,6 +365,7 @@ final class PostgresSession: SQLSession {
         if let first { throw first }
     }
 
+    /// Sends the held rows, waits for every statement in flight; throws the first error.
     func drain() throws {
         try sendHeld()
         let pending = inFlight

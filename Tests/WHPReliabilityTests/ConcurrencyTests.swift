@@ -35,6 +35,21 @@ struct ConcurrencyTests {
 
     @Test("serve processes writing one store at once keep one chain and every lock", arguments: [2, 4])
     func concurrentWriters(_ count: Int) throws {
+        // Whether the processes overlap is the scheduler's business: on a
+        // loaded machine one writer's whole stream was once committed before
+        // the other's began (1 switch for 2 writers). Every attempt checks
+        // everything else; overlap must show in one of three attempts.
+        var seen: [Int] = []
+        for _ in 0..<3 {
+            let switches = try scenario(count)
+            seen.append(switches)
+            if switches >= count { return }
+        }
+        Issue.record("writer switches \(seen) in three attempts with \(count) writers: the processes never overlapped")
+    }
+
+    /// One run of the scenario; returns how many times the writer changes between consecutive referrals in the log.
+    func scenario(_ count: Int) throws -> Int {
         let t = try RelTrial.make()
         let seed = runSeed()
         var rng = SplitMix(seed)
@@ -227,8 +242,7 @@ struct ConcurrencyTests {
         }
         let switches = zip(writerOf, writerOf.dropFirst()).filter { $0 != $1 }.count
         // More switches than writers means some writer committed, lost the lock, and committed again:
-        // the processes overlapped. (How often they alternate depends on the scheduler, so no more is asked.)
-        #expect(switches >= count, "only \(switches) switches between \(count) writers in the log: the processes did not overlap")
+        // the processes overlapped (the caller asks for it; how often depends on the scheduler).
         let referredIDs = log.filter { $0.type == "referred" }.compactMap { $0.payload["referral_id"] }
         #expect(referredIDs.count == Set(referredIDs).count, "every referral id referred once")
         let sharedOK = acked.filter { $0.answer.ok && $0.line.contains("\"shared-") && $0.kind == .refer }.count
@@ -254,6 +268,7 @@ struct ConcurrencyTests {
         Env.progress(
             "concurrency, \(count) writers: \(acked.count) answers (\(oks) ok), \(log.count) events, \(switches) writer switches, \(decided.count) claimants decided, verify \(v.ok ? "ok" : "FAILED")"
         )
+        return switches
     }
 }
 
