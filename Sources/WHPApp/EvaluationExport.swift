@@ -69,7 +69,6 @@ public struct EvaluationExport {
             // sort is stable, so a person's rows come out in referral order.
             let sorter = RowSorter(scratchDir: out + "/.sorting")
             let classes = KAnonymityCounter(precision: precision)
-            var person: Pseudonym?, rid: [UInt8] = []
             // Rows come in stored order, so a person's referrals are rarely
             // next to each other: a bounded cache spares the HMAC of a research
             // id for a person seen recently, without holding every person.
@@ -78,15 +77,13 @@ public struct EvaluationExport {
             try tx.forEachReferralFact(.asReferred) { f in
                 seen += 1
                 if f.optedOut && f.status != .cancelled { removed += 1 }
-                if f.claimant != person {
-                    person = f.claimant
-                    if let known = researchIDs[f.claimant] {
-                        rid = known
-                    } else {
-                        rid = writer.researchID(of: f.claimant)
-                        if researchIDs.count >= 8_192 { researchIDs.removeAll(keepingCapacity: true) }
-                        researchIDs[f.claimant] = rid
-                    }
+                let rid: [UInt8]
+                if let known = researchIDs[f.claimant] {
+                    rid = known
+                } else {
+                    rid = writer.researchID(of: f.claimant)
+                    if researchIDs.count >= 8_192 { researchIDs.removeAll(keepingCapacity: true) }
+                    researchIDs[f.claimant] = rid
                 }
                 row.removeAll(keepingCapacity: true)
                 row += [0, 0, 0, 0]

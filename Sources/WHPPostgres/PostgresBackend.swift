@@ -478,7 +478,8 @@ struct HeldRows {
             if u[j] == UInt8(ascii: "(") { depth += 1 } else if u[j] == UInt8(ascii: ")") { depth -= 1 }
             j += 1
         } while depth > 0 && j < u.count
-        guard depth == 0 else { return nil }
+        // Only the row's placeholders are renumbered per row: one outside it would be bound wrong.
+        guard depth == 0, !u[..<i].contains(UInt8(ascii: "$")), !u[j...].contains(UInt8(ascii: "$")) else { return nil }
         shape = .insert(head: Array(u[..<i]), row: Array(u[i..<j]), tail: Array(u[j...]))
         self.keyed = keyed
     }

@@ -53,6 +53,9 @@ public final class InMemoryLogs: Sendable {
 /// The service of a trial folder driven through its API, in this process:
 /// no `whp serve` is spawned, and the clock moves when the test says so.
 public final class InProcessService: @unchecked Sendable {
+    /// The trial served: held so that its folder, and on PostgreSQL its
+    /// database, live as long as the door does.
+    public let trial: TrialFolder
     public let service: Service
     public let clock: TestClock
     public let logs: InMemoryLogs
@@ -63,6 +66,7 @@ public final class InProcessService: @unchecked Sendable {
         _ trial: TrialFolder, now: String = "2019-06-01T12:00:00Z", backend: (any StoreBackend)? = nil,
         logs: InMemoryLogs = InMemoryLogs()
     ) throws {
+        self.trial = trial
         clock = TestClock(now)
         self.logs = logs
         let paths = TrialPaths(config: trial.config.path, data: trial.data.path, store: trial.postgresURL)

@@ -17,20 +17,32 @@ struct HeldRowsTests {
     static let setBoth = "UPDATE t SET a = ?, n = ? WHERE k = ?"
     static let setN = "UPDATE t SET n = ? WHERE k = ?"
 
-    /// Runs `body` in a write transaction on a fresh database holding table `t`; returns `t` as (k, a, n) in key order.
-    static func table(_ body: (any SQLSession) throws -> Void) throws -> [String] {
+    /// A fresh database holding the empty table `t`, given to `body`, dropped afterwards.
+    static func scratch<T>(_ body: (PostgresBackend) throws -> T) throws -> T {
         let url = try TestBackend.createDatabase()
         defer { TestBackend.dropDatabase(url) }
         let backend = try PostgresBackend.connect(url: url, logger: Logger(label: "whp.test.held"))
         try backend.transaction(.write, retry: false) { s in
             try s.exec("CREATE TABLE t(k TEXT PRIMARY KEY, a TEXT, n INTEGER NOT NULL)", [])
         }
-        try backend.transaction(.write, retry: false) { s in try body(s) }
+        return try body(backend)
+    }
+
+    /// `t` as "k a n", in key order.
+    static func rows(_ backend: PostgresBackend) throws -> [String] {
         var out: [String] = []
         try backend.transaction(.read, retry: false) { s in
             try s.query("SELECT k, a, n FROM t ORDER BY k", []) { r in out.append("\(r.text(0) ?? "-") \(r.text(1) ?? "null") \(r.int(2) ?? -1)") }
         }
         return out
+    }
+
+    /// Runs `body` in one write transaction on a scratch `t`; returns `t` afterwards.
+    static func table(_ body: (any SQLSession) throws -> Void) throws -> [String] {
+        try scratch { backend in
+            try backend.transaction(.write, retry: false) { s in try body(s) }
+            return try rows(backend)
+        }
     }
 
     @Test("an update of one statement, another, then the first again on the same row: the last one wins")
@@ -72,18 +84,15 @@ struct HeldRowsTests {
 
     @Test("a held row that breaks a constraint fails the transaction, and nothing of it stays")
     func failureFailsTheTransaction() throws {
-        let url = try TestBackend.createDatabase()
-        defer { TestBackend.dropDatabase(url) }
-        let backend = try PostgresBackend.connect(url: url, logger: Logger(label: "whp.test.held"))
-        try backend.transaction(.write, retry: false) { s in try s.exec("CREATE TABLE t(k TEXT PRIMARY KEY, a TEXT, n INTEGER NOT NULL)", []) }
-        #expect(throws: (any Error).self) {
-            try backend.transaction(.write, retry: false) { s in
-                try s.insertRow(Self.insert, [.text("x"), .text("0"), .int(0)])
-                try s.insertRow(Self.insert, [.text("x"), .text("1"), .int(1)])
+        let left = try Self.scratch { backend in
+            #expect(throws: (any Error).self) {
+                try backend.transaction(.write, retry: false) { s in
+                    try s.insertRow(Self.insert, [.text("x"), .text("0"), .int(0)])
+                    try s.insertRow(Self.insert, [.text("x"), .text("1"), .int(1)])
+                }
             }
+            return try Self.rows(backend)
         }
-        var n = -1
-        try backend.transaction(.read, retry: false) { s in try s.query("SELECT COUNT(*) FROM t", []) { n = $0.int(0) ?? -1 } }
-        #expect(n == 0)
+        #expect(left == [])
     }
 }

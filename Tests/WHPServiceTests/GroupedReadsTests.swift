@@ -50,20 +50,17 @@ struct GroupedReadsTests {
         return out
     }
 
-    /// A fresh trial and its in-process door. The folder is returned too: it
-    /// owns the trial's store (on PostgreSQL its database goes with it).
-    static func door() throws -> (TrialFolder, InProcessService) {
+    /// A fresh trial's in-process door (it keeps the trial's folder and store alive).
+    static func door() throws -> InProcessService {
         let t = try TrialFolder()
         try #require(try t.initialise(now: "2017-11-01T08:00:00Z", seedHex: Seeds.a).status == 0)
-        return (t, try InProcessService(t, now: "2017-11-20T09:00:00Z"))
+        return try InProcessService(t, now: "2017-11-20T09:00:00Z")
     }
 
     @Test("random scripts: answers in groups of 2 to 40 equal the answers one request at a time", arguments: [1, 2, 3, 4, 5, 6] as [UInt64])
     func groupsMatchSingles(seed: UInt64) throws {
         let lines = Self.script(seed: seed, length: 160)
-        let (t1, single) = try Self.door()
-        let (t2, grouped) = try Self.door()
-        defer { withExtendedLifetime((t1, t2)) {} }
+        let single = try Self.door(), grouped = try Self.door()
         let alone = lines.map { single.send($0) }
         var rng = SplitMix(seed &* 7919)
         var together: [String] = []
@@ -85,14 +82,13 @@ struct GroupedReadsTests {
         let events = { (d: InProcessService) in d.send(Q.status("s")).components(separatedBy: "\"events\":").last?.prefix { $0.isNumber } }
         #expect(events(single) == events(grouped), "the same number of events")
         // The derived tables the grouped writes left are what the log says (verify rebuilds and compares them).
-        let check = try t2.verify()
+        let check = try grouped.trial.verify()
         #expect(check.status == 0, "verify after the grouped run: \(check.stdout.suffix(600))")
     }
 
     @Test("one group: a referral, a link of its NINO to a reference, then a referral by that reference is the same person's")
     func linkInsideAGroupIsSeen() throws {
-        let (t, d) = try Self.door()
-        defer { withExtendedLifetime(t) {} }
+        let d = try Self.door()
         let answers = d.send([
             Q.refer("a", "G-1", claimant: Q.ref(1), district: "example-north", date: "2017-11-06"),
             Q.refer("b", "G-2", claimant: Q.nino(2), district: "example-north", date: "2017-11-06"),
@@ -110,8 +106,7 @@ struct GroupedReadsTests {
 
     @Test("one group: flag A, allocate B, flag B: the rows of one table keep their order (each referral's last_seq is its last event)")
     func rowsOfOneTableKeepTheirOrder() throws {
-        let (t, d) = try Self.door()
-        defer { withExtendedLifetime(t) {} }
+        let d = try Self.door()
         let first = d.send([
             Q.refer("a", "K-A", claimant: Q.nino(1), district: "example-north", date: "2017-11-06"),
             Q.refer("b", "K-B", claimant: Q.nino(2), district: "devon-cornwall", date: "2017-11-06"),
@@ -125,7 +120,7 @@ struct GroupedReadsTests {
         ])
         #expect(second.allSatisfy { $0.contains("\"ok\":true") }, "\(second)")
         // A flag sent before its referral's allocation would leave the allocation's last_seq: verify compares every derived row.
-        let check = try t.verify()
+        let check = try d.trial.verify()
         #expect(check.status == 0, "\(check.stdout.suffix(800))")
     }
 }
