@@ -9,9 +9,14 @@ public enum PayloadJSON {
 
     /// The same, with the keys already sorted by UTF-8 bytes.
     public static func encode(_ payload: [String: String], sortedKeys: [String]) -> String {
-        var w = JSONWriter(capacity: 16 + payload.count * 40)
+        encode(sortedPairs: sortedKeys.map { (key: $0, value: payload[$0]!) })
+    }
+
+    /// The same, from the entries already in key order.
+    public static func encode(sortedPairs: [(key: String, value: String)]) -> String {
+        var w = JSONWriter(capacity: 16 + sortedPairs.count * 40)
         w.beginObject()
-        for k in sortedKeys { w.key(k); w.string(payload[k]!) }
+        for (k, v) in sortedPairs { w.key(k); w.string(v) }
         w.endObject()
         return String(decoding: w.bytes, as: UTF8.self)
     }

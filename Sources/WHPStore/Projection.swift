@@ -122,9 +122,13 @@ enum Projection {
             try s.exec(
                 "INSERT INTO links(alias, claimant, last_seq) VALUES (?, ?, ?) ON CONFLICT(alias) DO NOTHING",
                 [.text(e.alias.hex), .text(e.claimant.hex), .int(seq)])
+            // An alias is linked once, and until then it is its own person
+            // (RULES2 R6), so its referrals are exactly the rows whose person
+            // it is: found through the person index, which `refer` needs
+            // anyway (a claimant index cost every referral an insert).
             try s.exec(
-                "UPDATE referrals SET person = ?, last_seq = ? WHERE claimant = ?",
-                [.text(e.claimant.hex), .int(seq), .text(e.alias.hex)])
+                "UPDATE referrals SET person = ?, last_seq = ? WHERE person = ? AND claimant = ?",
+                [.text(e.claimant.hex), .int(seq), .text(e.alias.hex), .text(e.alias.hex)])
         case .followedUp(let e):
             try s.exec(
                 """
@@ -211,6 +215,11 @@ final class ReferReads {
     private var aliases: [Pseudonym: Pseudonym] = [:]
     private var byID: [String: Referral?] = [:]
     private var byPerson: [Pseudonym: [Referral]] = [:]
+    /// The last identifier whose person was read from the store, on either
+    /// engine: the `referred` that usually follows stores that person without
+    /// looking the link up again. One slot, not a dictionary: hashing two
+    /// 64-character pseudonyms per request cost more than the link read saved.
+    private var lastRead: (pseudonym: Pseudonym, person: Pseudonym)?
 
     static func placeholders(_ n: Int) -> String {
         String(repeating: "?, ", count: max(n - 1, 0)) + "?"
@@ -226,19 +235,26 @@ final class ReferReads {
     }
 
     func forget() {
-        aliases = [:]; byID = [:]; byPerson = [:]
+        aliases = [:]; byID = [:]; byPerson = [:]; lastRead = nil
     }
 
-    func person(of pseudonym: Pseudonym) -> Pseudonym? { aliases[pseudonym] }
+    func person(of pseudonym: Pseudonym) -> Pseudonym? {
+        if let last = lastRead, last.pseudonym == pseudonym { return last.person }
+        return aliases.isEmpty ? nil : aliases[pseudonym]
+    }
+
+    /// One identifier's person, read from the store by `StoreTransaction.person(of:)`.
+    func remember(_ pseudonym: Pseudonym, person: Pseudonym) { lastRead = (pseudonym, person) }
 
     func referralAndHistory(_ id: String, person: Pseudonym) -> (Referral?, [Referral])? {
-        guard let found = byID[id], let history = byPerson[person] else { return nil }
+        guard !byID.isEmpty, let found = byID[id], let history = byPerson[person] else { return nil }
         return (found, history)
     }
 
     func invalidate(after event: TrialEvent) {
+        guard case .referred(let e) = event else { return forget() }
         guard !byID.isEmpty || !aliases.isEmpty else { return }
-        guard case .referred(let e) = event, let person = aliases[e.claimant] else { return forget() }
+        guard let person = aliases[e.claimant] else { return forget() }
         byID[e.referralID] = nil
         byPerson[person] = nil
     }

@@ -15,7 +15,8 @@ enum Schema {
     /// has its derived tables rebuilt from its log when it is opened for
     /// writing (`upgrade`): the log is never touched, and the tables are
     /// whatever the projection makes of it.
-    static let version = 2
+    /// 3: no `referrals_by_claimant` (a link finds its alias's rows by person).
+    static let version = 3
 
     /// Each derived table with its primary key.
     static let derivedTables: [(name: String, key: String)] = [
@@ -97,7 +98,6 @@ enum Schema {
     /// for `verify` only inserts and compares, so it skips them.
     static let serviceIndexes = [
         "CREATE INDEX IF NOT EXISTS referrals_by_person ON referrals(person, referred_seq)",
-        "CREATE INDEX IF NOT EXISTS referrals_by_claimant ON referrals(claimant, referred_seq)",
         "CREATE INDEX IF NOT EXISTS referrals_by_state ON referrals(district, status, referred_seq)",
         "CREATE INDEX IF NOT EXISTS referrals_by_run ON referrals(run_id, referred_seq) WHERE run_id IS NOT NULL",
         "CREATE INDEX IF NOT EXISTS runs_by_district ON runs(district, gk_date)",

@@ -72,12 +72,12 @@ public struct StoreTransaction {
         guard let previous = head?.hash ?? Chain.genesis(of: flat) else {
             throw StoreError("the first event must be trial_started")
         }
-        // Keys are sorted once, for the hashed encoding and the stored JSON alike.
-        let keys = flat.sortedKeys
-        let hash = Chain.next(previous: previous, encoded: flat.encoded(sortedKeys: keys))
+        // Entries are sorted once, for the hashed encoding and the stored JSON alike.
+        let pairs = flat.sortedPairs
+        let hash = Chain.next(previous: previous, encoded: flat.encoded(sortedPairs: pairs))
         try s.insertRow(
             StoreTransaction.insertEvent,
-            [.int(seq), .text(flat.type), .text(PayloadJSON.encode(flat.payload, sortedKeys: keys)), .text(hash.hex)])
+            [.int(seq), .text(flat.type), .text(PayloadJSON.encode(sortedPairs: pairs)), .text(hash.hex)])
         let person = event.referredClaimant.flatMap(referReads.person(of:))
         referReads.invalidate(after: event)
         try Projection.apply(event, seq: seq, s, cache: cache, person: person)
@@ -229,7 +229,11 @@ public struct StoreTransaction {
     /// The person of an identifier's pseudonym: its linked NINO's, or its own.
     public func person(of pseudonym: Pseudonym) throws -> Pseudonym {
         if let known = referReads.person(of: pseudonym) { return known }
-        return try linkedClaimant(alias: pseudonym) ?? pseudonym
+        let person = try linkedClaimant(alias: pseudonym) ?? pseudonym
+        // Kept, so that the `referred` this read usually precedes stores the
+        // person without looking the link up again.
+        referReads.remember(pseudonym, person: person)
+        return person
     }
 
     /// Whether `prefetchReferReads` does anything here. SQLite reads

@@ -104,6 +104,24 @@ struct GroupedReadsTests {
         #expect(answers[5].contains("\"code\":\"duplicate_referral\""), "a second referral of a person in one group: \(answers[5])")
     }
 
+    @Test("one group: a reference's eligibility, its link to a NINO, then a referral by the reference is the NINO's person's")
+    func personReadBeforeALinkIsNotReused() throws {
+        let d = try Self.door()
+        let first = d.send([Q.refer("a", "P-1", claimant: Q.nino(3), district: "example-north", date: "2017-11-06")])
+        #expect(first[0].contains("\"ok\":true"), "\(first)")
+        // The eligibility read finds the reference its own person; the link
+        // changes that, so the referral after it must not reuse the read.
+        let answers = d.send([
+            Q.eligibility("b", claimant: Q.ref(3), date: "2017-11-20"),
+            LinkTests.link("c", nino: Q.nino(3), ref: Q.ref(3)),
+            Q.refer("d", "P-2", claimant: Q.ref(3), district: "example-north", date: "2017-11-07"),
+        ])
+        #expect(answers[0].contains("\"eligible\":true") && answers[1].contains("\"ok\":true"), "\(answers)")
+        #expect(answers[2].contains("\"code\":\"duplicate_referral\""), "the linked NINO's person awaits the gatekeeper: \(answers[2])")
+        let check = try d.trial.verify()
+        #expect(check.status == 0, "\(check.stdout.suffix(800))")
+    }
+
     @Test("one group: flag A, allocate B, flag B: the rows of one table keep their order (each referral's last_seq is its last event)")
     func rowsOfOneTableKeepTheirOrder() throws {
         let d = try Self.door()

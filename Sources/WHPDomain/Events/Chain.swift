@@ -25,14 +25,23 @@ public struct Event: Sendable, Equatable {
 
     /// `E_n` with the keys already in byte order (callers that also store the payload sort once).
     public func encoded(sortedKeys: [String]) -> [UInt8] {
-        var w = ByteWriter(capacity: 64 + payload.count * 48)
+        encoded(sortedPairs: sortedKeys.map { (key: $0, value: payload[$0]!) })
+    }
+
+    /// The payload's entries in the spec's key order, sorted once: the hashed
+    /// encoding and the stored JSON both walk them, with no lookup per key.
+    public var sortedPairs: [(key: String, value: String)] { payload.sorted { $0.key.utf8Precedes($1.key) } }
+
+    /// `E_n` from `sortedPairs`.
+    public func encoded(sortedPairs: [(key: String, value: String)]) -> [UInt8] {
+        var w = ByteWriter(capacity: 64 + sortedPairs.count * 48)
         w.enc("whp/event/v1")
         w.u64(UInt64(seq))
         w.enc(type)
-        w.u32(UInt32(payload.count))
-        for k in sortedKeys {
+        w.u32(UInt32(sortedPairs.count))
+        for (k, v) in sortedPairs {
             w.enc(k)
-            w.enc(payload[k]!)
+            w.enc(v)
         }
         return w.bytes
     }
