@@ -4,15 +4,10 @@
 /// that is no longer a flat string map is caught, not guessed at.
 public enum PayloadJSON {
     public static func encode(_ payload: [String: String]) -> String {
-        encode(payload, sortedKeys: payload.keys.sorted(by: JSON.utf8Precedes))
+        encode(sortedPairs: payload.sorted { JSON.utf8Precedes($0.key, $1.key) })
     }
 
-    /// The same, with the keys already sorted by UTF-8 bytes.
-    public static func encode(_ payload: [String: String], sortedKeys: [String]) -> String {
-        encode(sortedPairs: sortedKeys.map { (key: $0, value: payload[$0]!) })
-    }
-
-    /// The same, from the entries already in key order.
+    /// The same, from the entries already sorted by UTF-8 bytes of their keys.
     public static func encode(sortedPairs: [(key: String, value: String)]) -> String {
         var w = JSONWriter(capacity: 16 + sortedPairs.count * 40)
         w.beginObject()

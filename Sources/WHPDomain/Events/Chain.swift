@@ -21,18 +21,13 @@ public struct Event: Sendable, Equatable {
     public var sortedKeys: [String] { payload.keys.sorted { $0.utf8Precedes($1) } }
 
     /// `E_n`, the bytes that are hashed into the chain.
-    public var encoded: [UInt8] { encoded(sortedKeys: sortedKeys) }
-
-    /// `E_n` with the keys already in byte order (callers that also store the payload sort once).
-    public func encoded(sortedKeys: [String]) -> [UInt8] {
-        encoded(sortedPairs: sortedKeys.map { (key: $0, value: payload[$0]!) })
-    }
+    public var encoded: [UInt8] { encoded(sortedPairs: sortedPairs) }
 
     /// The payload's entries in the spec's key order, sorted once: the hashed
     /// encoding and the stored JSON both walk them, with no lookup per key.
     public var sortedPairs: [(key: String, value: String)] { payload.sorted { $0.key.utf8Precedes($1.key) } }
 
-    /// `E_n` from `sortedPairs`.
+    /// `E_n` from `sortedPairs` (callers that also store the payload sort once).
     public func encoded(sortedPairs: [(key: String, value: String)]) -> [UInt8] {
         var w = ByteWriter(capacity: 64 + sortedPairs.count * 48)
         w.enc("whp/event/v1")
