@@ -15,8 +15,11 @@ import WHPStore
 /// (within a chunk by position, across runs by run number), which is how one
 /// person's rows stay in referral order.
 package final class RowSorter {
-    /// A row's place in `packed`: its key, then its bytes.
-    private struct Entry { var start: Int; var keyCount: Int; var rowCount: Int }
+    /// A row's place in `packed`: its key, then its bytes. `prefix` is the
+    /// key's first 8 bytes, big-endian and zero-padded: it orders two keys as
+    /// their bytes do whenever the two prefixes differ, so most comparisons
+    /// of a sort over random research ids are one integer comparison.
+    private struct Entry { var prefix: UInt64; var start: Int; var keyCount: Int; var rowCount: Int }
     private var packed: [UInt8] = []
     private var entries: [Entry] = []
     private let limit: Int
@@ -39,7 +42,7 @@ package final class RowSorter {
     package var runCount: Int { runs.count }
 
     package func add(key: ArraySlice<UInt8>, row: ArraySlice<UInt8>) throws {
-        entries.append(Entry(start: packed.count, keyCount: key.count, rowCount: row.count))
+        entries.append(Entry(prefix: keyPrefix(key), start: packed.count, keyCount: key.count, rowCount: row.count))
         packed += key
         packed += row
         if packed.count + entries.count * MemoryLayout<Entry>.stride >= limit { try spill() }
@@ -49,6 +52,7 @@ package final class RowSorter {
     private func sortedEntries() -> [Entry] {
         packed.withUnsafeBufferPointer { p in
             entries.sorted { a, b in
+                if a.prefix != b.prefix { return a.prefix < b.prefix }
                 let c = compareBytes(p, a.start, a.keyCount, p, b.start, b.keyCount)
                 return c != 0 ? c < 0 : a.start < b.start
             }
@@ -91,12 +95,15 @@ package final class RowSorter {
             return
         }
         if !entries.isEmpty { try spill() }
-        var readers = try runs.map { try RunReader(path: $0) }
-        var heap = MergeHeap()
-        for i in readers.indices { if let r = try readers[i].next() { heap.push(MergeHead(key: r.key, row: r.row, run: i)) } }
+        // Each run's next record stays in its reader's buffer; the heap holds
+        // run numbers, so the merge copies a row only into `emit`'s output.
+        let readers = try runs.map { try RunReader(path: $0) }
+        var heap = MergeHeap(readers: readers)
+        for i in readers.indices where try readers[i].advance() { heap.push(i, prefix: keyPrefix(readers[i].key)) }
         while let top = heap.pop() {
-            try emit(top.key[...], top.row[...])
-            if let r = try readers[top.run].next() { heap.push(MergeHead(key: r.key, row: r.row, run: top.run)) }
+            let r = readers[top]
+            try emit(r.key, r.row)
+            if try r.advance() { heap.push(top, prefix: keyPrefix(r.key)) }
         }
     }
 
@@ -118,6 +125,15 @@ package final class RowSorter {
     }
 }
 
+/// A key's first 8 bytes, big-endian, zero-padded: when two keys' prefixes
+/// differ, they order the keys as the keys' bytes do (a zero pad sorts before
+/// any byte, as a shorter key does); when they are equal, the bytes decide.
+private func keyPrefix(_ key: ArraySlice<UInt8>) -> UInt64 {
+    var prefix: UInt64 = 0
+    for (i, b) in key.prefix(8).enumerated() { prefix |= UInt64(b) << (56 - 8 * i) }
+    return prefix
+}
+
 /// Three-way comparison of two byte ranges, shorter first on a common prefix.
 private func compareBytes(
     _ a: UnsafeBufferPointer<UInt8>, _ aStart: Int, _ aCount: Int, _ b: UnsafeBufferPointer<UInt8>, _ bStart: Int, _ bCount: Int
@@ -130,36 +146,39 @@ private func compareBytes(
     return aCount - bCount
 }
 
-/// A run's next row during the merge.
-private struct MergeHead {
-    var key: [UInt8]
-    var row: [UInt8]
-    var run: Int
+/// A binary min-heap of run numbers, ordered by each run's current record:
+/// each row of a merge of many runs costs O(log runs), not a scan of every
+/// run. Each entry carries its record's key prefix, so the readers' buffers
+/// are compared only when two prefixes tie.
+private struct MergeHeap {
+    private struct Item { var prefix: UInt64; var run: Int }
+    private let readers: [RunReader]
+    private var items: [Item] = []
+
+    init(readers: [RunReader]) {
+        self.readers = readers
+        items.reserveCapacity(readers.count)
+    }
 
     /// Key order; equal keys go to the earlier run, whose rows came first.
-    func precedes(_ o: MergeHead) -> Bool {
-        let c = key.withUnsafeBufferPointer { a in o.key.withUnsafeBufferPointer { b in compareBytes(a, 0, a.count, b, 0, b.count) } }
-        return c != 0 ? c < 0 : run < o.run
+    private func precedes(_ a: Item, _ b: Item) -> Bool {
+        if a.prefix != b.prefix { return a.prefix < b.prefix }
+        let c = readers[a.run].compareKey(with: readers[b.run])
+        return c != 0 ? c < 0 : a.run < b.run
     }
-}
 
-/// A binary min-heap of the runs' heads: each row of a merge of many runs costs
-/// O(log runs), not a scan of every run.
-private struct MergeHeap {
-    private var items: [MergeHead] = []
-
-    mutating func push(_ h: MergeHead) {
-        items.append(h)
+    mutating func push(_ run: Int, prefix: UInt64) {
+        items.append(Item(prefix: prefix, run: run))
         var i = items.count - 1
         while i > 0 {
             let parent = (i - 1) / 2
-            guard items[i].precedes(items[parent]) else { break }
+            guard precedes(items[i], items[parent]) else { break }
             items.swapAt(i, parent)
             i = parent
         }
     }
 
-    mutating func pop() -> MergeHead? {
+    mutating func pop() -> Int? {
         guard !items.isEmpty else { return nil }
         items.swapAt(0, items.count - 1)
         let top = items.removeLast()
@@ -167,24 +186,29 @@ private struct MergeHeap {
         while true {
             let l = 2 * i + 1, r = l + 1
             var m = i
-            if l < items.count && items[l].precedes(items[m]) { m = l }
-            if r < items.count && items[r].precedes(items[m]) { m = r }
+            if l < items.count && precedes(items[l], items[m]) { m = l }
+            if r < items.count && precedes(items[r], items[m]) { m = r }
             if m == i { break }
             items.swapAt(i, m)
             i = m
         }
-        return top
+        return top.run
     }
 }
 
-/// Reads a run file's records back through a 64 KiB buffer.
-private struct RunReader {
+/// Reads a run file's records back through a 64 KiB buffer (larger only for
+/// a record that needs it). The current record (`key`, `row`) is a slice of
+/// that buffer, valid until `advance`.
+private final class RunReader {
     private let fd: Int32
     private let path: String
-    private var buffer: [UInt8] = []
-    private var chunk = [UInt8](repeating: 0, count: 64 << 10)
+    /// Bytes `start..<end` are read and not yet consumed.
+    private var buffer = [UInt8](repeating: 0, count: 64 << 10)
     private var start = 0
+    private var end = 0
     private var eof = false
+    private var keyRange = 0..<0
+    private var rowRange = 0..<0
 
     init(path: String) throws {
         fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -192,34 +216,55 @@ private struct RunReader {
         self.path = path
     }
 
-    private mutating func need(_ n: Int) throws -> Bool {
-        while buffer.count - start < n && !eof {
-            if start > 0 { buffer.removeSubrange(0..<start); start = 0 }
-            let got = chunk.withUnsafeMutableBytes { b in read(fd, b.baseAddress!, b.count) }
-            if got < 0 && errno == EINTR { continue }
-            guard got >= 0 else { throw AppFailure.io("\(path): cannot read back (\(errnoString()))") }
-            if got == 0 { eof = true; close(fd) } else { buffer += chunk[0..<got] }
+    deinit { if !eof { close(fd) } }
+
+    var key: ArraySlice<UInt8> { buffer[keyRange] }
+    var row: ArraySlice<UInt8> { buffer[rowRange] }
+
+    func compareKey(with other: RunReader) -> Int {
+        buffer.withUnsafeBufferPointer { a in
+            other.buffer.withUnsafeBufferPointer { b in
+                compareBytes(a, keyRange.lowerBound, keyRange.count, b, other.keyRange.lowerBound, other.keyRange.count)
+            }
         }
-        return buffer.count - start >= n
     }
 
-    private mutating func take(_ n: Int) -> [UInt8] {
-        let out = Array(buffer[start..<start + n])
-        start += n
-        return out
+    /// Whether `n` bytes from `start` are in the buffer, moving what is left
+    /// to the front and reading more as needed; false at the end of the file.
+    private func need(_ n: Int) throws -> Bool {
+        while end - start < n && !eof {
+            if start > 0 {
+                let (s, e) = (start, end)
+                buffer.withUnsafeMutableBufferPointer { b in
+                    if e > s { _ = memmove(b.baseAddress!, b.baseAddress! + s, e - s) }
+                }
+                end -= start
+                start = 0
+            }
+            if buffer.count < n { buffer += [UInt8](repeating: 0, count: n - buffer.count) }
+            let at = end
+            var got = 0
+            repeat {
+                got = buffer.withUnsafeMutableBytes { b in read(fd, b.baseAddress! + at, b.count - at) }
+            } while got < 0 && errno == EINTR
+            guard got >= 0 else { throw AppFailure.io("\(path): cannot read back (\(errnoString()))") }
+            if got == 0 { eof = true; close(fd) }
+            end += got
+        }
+        return end - start >= n
     }
 
-    private mutating func u32() throws -> Int? {
-        guard try need(4) else { return nil }
-        return BigEndian32.read(take(4)[...])
-    }
-
-    mutating func next() throws -> (key: [UInt8], row: [UInt8])? {
-        guard let k = try u32() else { return nil }
-        guard try need(k) else { throw AppFailure.io("\(path): an export run file was cut short") }
-        let key = take(k)
-        guard let r = try u32(), try need(r) else { throw AppFailure.io("\(path): an export run file was cut short") }
-        return (key, take(r))
+    /// Moves to the next record; false (and no current record) at the end.
+    func advance() throws -> Bool {
+        guard try need(4) else { return false }
+        let k = BigEndian32.read(buffer[start..<start + 4])
+        guard try need(8 + k) else { throw AppFailure.io("\(path): an export run file was cut short") }
+        let r = BigEndian32.read(buffer[(start + 4 + k)..<(start + 8 + k)])
+        guard try need(8 + k + r) else { throw AppFailure.io("\(path): an export run file was cut short") }
+        keyRange = (start + 4)..<(start + 4 + k)
+        rowRange = (start + 8 + k)..<(start + 8 + k + r)
+        start += 8 + k + r
+        return true
     }
 }
 

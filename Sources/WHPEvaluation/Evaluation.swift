@@ -192,6 +192,19 @@ public final class EvaluationRowWriter {
         return out
     }
 
+    /// The research id's 32 bytes, which sort as its hex digits do.
+    public func rawResearchID(of person: Pseudonym) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(32)
+        researchIDs.appendRaw(pseudonymHex: person.hex, to: &out)
+        return out
+    }
+
+    /// The hex digits of a research id from `rawResearchID(of:)`, as rows carry it.
+    public func appendResearchID(raw: ArraySlice<UInt8>, to out: inout [UInt8]) {
+        raw.withUnsafeBufferPointer { Hex.append($0, to: &out) }
+    }
+
     /// Appends the row of `f`; false (nothing written) when `Evaluation.row` leaves it out.
     @discardableResult
     public func append(_ f: ReferralFacts, to out: inout [UInt8]) -> Bool {
@@ -201,22 +214,27 @@ public final class EvaluationRowWriter {
     /// The same, with the person's research id already computed.
     @discardableResult
     public func append(_ f: ReferralFacts, researchID rid: [UInt8], to out: inout [UInt8]) -> Bool {
-        write(f, researchID: rid, numbered: true, to: &out) != nil
+        var ridAt = 0
+        return write(f, researchID: rid, researchIDAt: &ridAt, numbered: true, to: &out) != nil
     }
 
-    /// The row of `f` without its `referral_number`: returns the offset in
-    /// `out` where the number belongs, or nil (nothing written) when the row
-    /// is left out. The export numbers each person's rows once they are
-    /// sorted by research id (RULES2 R11), so it can read the referrals in
-    /// their stored order.
-    public func appendUnnumbered(_ f: ReferralFacts, researchID rid: [UInt8], to out: inout [UInt8]) -> Int? {
-        write(f, researchID: rid, numbered: false, to: &out)
+    /// The row of `f` without its research id and its `referral_number`:
+    /// returns the offsets in `out` where each belongs, or nil (nothing
+    /// written) when the row is left out. The export sorts rows by research id
+    /// (RULES2 R11) and numbers each person's rows once sorted, so it can read
+    /// the referrals in their stored order; the sort carries the id as its key
+    /// and the row without it.
+    public func appendUnnumbered(_ f: ReferralFacts, to out: inout [UInt8]) -> (researchIDAt: Int, numberAt: Int)? {
+        var ridAt = 0
+        guard let numberAt = write(f, researchID: nil, researchIDAt: &ridAt, numbered: false, to: &out) else { return nil }
+        return (ridAt, numberAt)
     }
 
     /// A row's `referral_number`, as both formats write it.
     public func appendReferralNumber(_ n: Int, to out: inout [UInt8]) { appendDecimal(n, to: &out) }
 
-    private func write(_ f: ReferralFacts, researchID rid: [UInt8], numbered: Bool, to out: inout [UInt8]) -> Int? {
+    /// Writes the row; a nil `rid` is left out, its place put in `ridAt`.
+    private func write(_ f: ReferralFacts, researchID rid: [UInt8]?, researchIDAt ridAt: inout Int, numbered: Bool, to out: inout [UInt8]) -> Int? {
         if f.status == .cancelled || f.optedOut { return nil }
         let outcome: StaticString
         var arm: StaticString = ""
@@ -232,7 +250,8 @@ public final class EvaluationRowWriter {
         let rule = f.status == .awaitingGatekeeper ? "" : (f.rule ?? "")  // a pending referral has no rule yet
         let flag = f.flag ?? ""
         if format == .csv {
-            out.append(contentsOf: rid)
+            ridAt = out.count
+            if let rid { out.append(contentsOf: rid) }
             out.append(0x2c); CSV.field(f.district, into: &out)
             out.append(0x2c); CSV.field(f.group, into: &out)
             out.append(0x2c)
@@ -257,7 +276,8 @@ public final class EvaluationRowWriter {
             out.append(0x0d); out.append(0x0a)
         } else {
             appendStatic("{\"research_id\":\"", to: &out)
-            out.append(contentsOf: rid)
+            ridAt = out.count
+            if let rid { out.append(contentsOf: rid) }
             appendStatic("\",\"district\":", to: &out); jsonString(f.district, to: &out)
             appendStatic(",\"group\":", to: &out); jsonString(f.group, to: &out)
             appendStatic(",\"stratum\":", to: &out)

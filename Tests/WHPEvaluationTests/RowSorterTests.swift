@@ -54,6 +54,20 @@ struct RowSorterTests {
         #expect(!FileManager.default.fileExists(atPath: scratch))
     }
 
+    /// A run file is read back through a 64 KiB buffer: rows larger than it,
+    /// and rows that straddle its refills, come back whole and in order.
+    @Test func rowsLongerThanTheReadBufferComeBackWhole() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("whp-sort-\(UUID().uuidString)").path
+        let input: [(key: [UInt8], row: [UInt8])] = (0..<40).map { i in
+            let key = Array(String(format: "%016x", (i * 7) % 5).utf8)
+            let row = Array("row \(i) ".utf8) + [UInt8](repeating: UInt8(0x41 + i % 26), count: i % 3 == 0 ? 200_000 : 30_001 + i)
+            return (key, row)
+        }
+        let (out, runs) = try Self.sorted(150_000, input, scratch: scratch)
+        #expect(runs > 5)
+        #expect(out == Self.expected(input))
+    }
+
     @Test func emptyInputGivesNoRows() throws {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("whp-sort-\(UUID().uuidString)").path
         let (out, runs) = try Self.sorted(1, [], scratch: scratch)

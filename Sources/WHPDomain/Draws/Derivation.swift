@@ -192,6 +192,17 @@ public final class ResearchIDs {
 
     /// Appends the 64 hex digits of the research id of `pseudonymHex` to `out`.
     public func appendHex(pseudonymHex: String, to out: inout [UInt8]) {
+        withMAC(pseudonymHex) { Hex.append($0, to: &out) }
+    }
+
+    /// Appends the research id's 32 bytes themselves. They sort as their hex
+    /// digits do (lower-case hex is order-preserving), so the export sorts on
+    /// half the bytes (RULES2 R11).
+    public func appendRaw(pseudonymHex: String, to out: inout [UInt8]) {
+        withMAC(pseudonymHex) { out.append(contentsOf: $0) }
+    }
+
+    private func withMAC(_ pseudonymHex: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
         message.removeSubrange(prefixCount...)
         var p = pseudonymHex
         p.withUTF8 { u in
@@ -200,7 +211,7 @@ public final class ResearchIDs {
         }
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { h in
             message.withUnsafeBytes { key.mac($0, into: UnsafeMutableRawBufferPointer(h)) }
-            Hex.append(UnsafeBufferPointer(h), to: &out)
+            body(UnsafeBufferPointer(h))
         }
     }
 
