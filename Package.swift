@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "WHPJSON"),
         // The allocation domain: claimants, dates, arms, strata, draws, locks,
         // views, gatekeeper rules, and the typed event spine. No I/O.
-        .target(name: "WHPDomain", dependencies: ["WHPCrypto"]),
+        .target(name: "WHPDomain", dependencies: ["WHPCrypto", "WHPJSON"]),
         // district-config on disk, parsed with TOMLKit into the domain's TrialConfig.
         .target(
             name: "WHPConfig",

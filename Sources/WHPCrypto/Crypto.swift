@@ -371,19 +371,3 @@ public struct ByteWriter {
         return w.bytes
     }
 }
-
-extension String {
-    /// Compare by UTF-8 bytes, unsigned, a proper prefix first: the spec's
-    /// order for payload keys and config paths (Swift's `<` is not that order).
-    public func utf8Precedes(_ other: String) -> Bool {
-        // Over contiguous bytes: the generic `lexicographicallyPrecedes` of two
-        // `UTF8View`s was 2 % of a pipelined refer (sorting each event's keys).
-        var a = self, b = other
-        return a.withUTF8 { x in
-            b.withUTF8 { y in
-                for i in 0..<Swift.min(x.count, y.count) where x[i] != y[i] { return x[i] < y[i] }
-                return x.count < y.count
-            }
-        }
-    }
-}

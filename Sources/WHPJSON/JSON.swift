@@ -26,7 +26,21 @@ public enum JSON {
     /// Key order used for canonical output: unsigned byte-wise comparison of the UTF-8
     /// encodings, a proper prefix first. (Swift's `String <` is not byte order for all input.)
     @inlinable
-    public static func utf8Precedes(_ a: String, _ b: String) -> Bool {
-        a.utf8.lexicographicallyPrecedes(b.utf8)
+    public static func utf8Precedes(_ a: String, _ b: String) -> Bool { a.utf8Precedes(b) }
+}
+
+extension String {
+    /// Compare by UTF-8 bytes, unsigned, a proper prefix first: the spec's
+    /// order for payload keys and config paths (Swift's `<` is not that order).
+    public func utf8Precedes(_ other: String) -> Bool {
+        // Over contiguous bytes: the generic `lexicographicallyPrecedes` of two
+        // `UTF8View`s was 2 % of a pipelined refer (sorting each event's keys).
+        var a = self, b = other
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                for i in 0..<Swift.min(x.count, y.count) where x[i] != y[i] { return x[i] < y[i] }
+                return x.count < y.count
+            }
+        }
     }
 }

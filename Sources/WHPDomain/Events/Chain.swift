@@ -1,4 +1,5 @@
 import WHPCrypto
+import WHPJSON
 /// One entry of the log: `n`, its type and its flat string payload (ALLOCATION.md §7).
 public struct Event: Sendable, Equatable {
     public var seq: Int

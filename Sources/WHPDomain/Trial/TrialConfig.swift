@@ -1,4 +1,5 @@
 import WHPCrypto
+import WHPJSON
 /// The three arms, in the canonical order every draw walks them (ALLOCATION.md §4).
 public enum Arm: String, CaseIterable, Sendable, Hashable, Comparable {
     case whp = "WHP"
