@@ -208,14 +208,7 @@ public final class EvaluationRowWriter {
     /// Appends the row of `f`; false (nothing written) when `Evaluation.row` leaves it out.
     @discardableResult
     public func append(_ f: ReferralFacts, to out: inout [UInt8]) -> Bool {
-        append(f, researchID: researchID(of: f.claimant), to: &out)
-    }
-
-    /// The same, with the person's research id already computed.
-    @discardableResult
-    public func append(_ f: ReferralFacts, researchID rid: [UInt8], to out: inout [UInt8]) -> Bool {
-        var ridAt = 0
-        return write(f, researchID: rid, researchIDAt: &ridAt, numbered: true, to: &out) != nil
+        write(f, researchID: researchID(of: f.claimant), numbered: true, to: &out) != nil
     }
 
     /// The row of `f` without its research id and its `referral_number`:
@@ -225,16 +218,17 @@ public final class EvaluationRowWriter {
     /// the referrals in their stored order; the sort carries the id as its key
     /// and the row without it.
     public func appendUnnumbered(_ f: ReferralFacts, to out: inout [UInt8]) -> (researchIDAt: Int, numberAt: Int)? {
-        var ridAt = 0
-        guard let numberAt = write(f, researchID: nil, researchIDAt: &ridAt, numbered: false, to: &out) else { return nil }
-        return (ridAt, numberAt)
+        write(f, researchID: nil, numbered: false, to: &out)
     }
 
     /// A row's `referral_number`, as both formats write it.
     public func appendReferralNumber(_ n: Int, to out: inout [UInt8]) { appendDecimal(n, to: &out) }
 
-    /// Writes the row; a nil `rid` is left out, its place put in `ridAt`.
-    private func write(_ f: ReferralFacts, researchID rid: [UInt8]?, researchIDAt ridAt: inout Int, numbered: Bool, to out: inout [UInt8]) -> Int? {
+    /// Writes the row (a nil `rid` is left out) and returns where the
+    /// research id and the number are, or belong; nil when the row is left out.
+    private func write(
+        _ f: ReferralFacts, researchID rid: [UInt8]?, numbered: Bool, to out: inout [UInt8]
+    ) -> (researchIDAt: Int, numberAt: Int)? {
         if f.status == .cancelled || f.optedOut { return nil }
         let outcome: StaticString
         var arm: StaticString = ""
@@ -246,7 +240,7 @@ public final class EvaluationRowWriter {
         case .allocated(.rcg): outcome = "selected"; arm = "RCG"
         case .cancelled: return nil
         }
-        var numberAt = 0
+        var ridAt = 0, numberAt = 0
         let rule = f.status == .awaitingGatekeeper ? "" : (f.rule ?? "")  // a pending referral has no rule yet
         let flag = f.flag ?? ""
         if format == .csv {
@@ -303,7 +297,7 @@ public final class EvaluationRowWriter {
             appendStatic(",\"provider\":", to: &out); jsonString(f.provider ?? "", to: &out)
             appendStatic("}\n", to: &out)
         }
-        return numberAt
+        return (ridAt, numberAt)
     }
 
     @inline(__always)
