@@ -144,14 +144,11 @@ public enum Auditor {
 /// stays flat however long the log.
 final class ParallelRebuild: @unchecked Sendable {
     static let batchSize = 2048
-    private static let maxQueued = 8
 
     private let store: Store
-    private let condition = NSCondition()
-    private var queue: [[StoredEvent]] = []
-    private var closed = false
+    private let queue = BoundedQueue<[StoredEvent]>(capacity: 8)
     private var failure: (any Error)?
-    private let done = DispatchSemaphore(value: 0)
+    private var thread: WorkerThread?
     /// The first event whose payload did not parse (read after `finish`).
     private(set) var unparsable: Int?
     /// The first event the derived tables refused, and why (read after `finish`).
@@ -159,46 +156,27 @@ final class ParallelRebuild: @unchecked Sendable {
 
     init(into store: Store) {
         self.store = store
-        let thread = Thread { [self] in run() }
-        thread.stackSize = 8 << 20
-        thread.start()
+        thread = WorkerThread { [self] in run() }
     }
 
     /// Queues a batch, waiting while the queue is full (dropped once the rebuild has failed).
     func add(_ batch: [StoredEvent]) {
         guard !batch.isEmpty else { return }
-        condition.lock()
-        while queue.count >= Self.maxQueued && failure == nil { condition.wait() }
-        if failure == nil { queue.append(batch) }
-        condition.signal()
-        condition.unlock()
+        queue.put(batch)
     }
 
     /// Waits for the rebuild to commit; rethrows its error.
     func finish() throws {
-        condition.lock()
-        closed = true
-        condition.broadcast()
-        condition.unlock()
-        done.wait()
+        queue.close()
+        thread?.join()
         if let failure { throw failure }
-    }
-
-    private func next() -> [StoredEvent]? {
-        condition.lock()
-        defer { condition.unlock() }
-        while queue.isEmpty && !closed { condition.wait() }
-        guard !queue.isEmpty else { return nil }
-        let batch = queue.removeFirst()
-        condition.signal()
-        return batch
     }
 
     private func run() {
         var fields = PayloadFields()
         do {
             try store.rebuild { project in
-                while let batch = next() {
+                while let batch = queue.take() {
                     for e in batch {
                         // `parse` accepts exactly what `PayloadJSON.decode` does, with the same fields.
                         if fields.parse(e.payloadText), let event = try? TrialEvent.decode(type: e.type, fields) {
@@ -215,12 +193,9 @@ final class ParallelRebuild: @unchecked Sendable {
                 }
             }
         } catch {
-            condition.lock()
             failure = error
-            condition.broadcast()
-            condition.unlock()
+            queue.close()  // later batches are dropped
         }
-        done.signal()
     }
 }
 

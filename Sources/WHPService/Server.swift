@@ -148,7 +148,21 @@ public final class Service: @unchecked Sendable {
 
     /// Decodes, executes and commits one group; returns its response lines.
     public func respond(to items: [LineFramer.Item]) -> [UInt8] {
-        guard !items.isEmpty else { return [] }
+        respond(to: decode(items))
+    }
+
+    /// One group's lines decoded at the instant it is served at: `today` for
+    /// the checks that depend on it, and the instant its events record.
+    public struct DecodedGroup: Sendable {
+        let now: Instant
+        let requests: [Result<Request, RejectedRequest>]
+        public var count: Int { requests.count }
+    }
+
+    /// Decodes one group, reading the clock once for all of it. Pure apart
+    /// from the clock, so the stdio loop runs it on its reading thread while
+    /// the previous group commits.
+    public func decode(_ items: [LineFramer.Item]) -> DecodedGroup {
         let now = clock.now()
         let today = now.date
         var decoded: [Result<Request, RejectedRequest>] = []
@@ -161,9 +175,16 @@ public final class Service: @unchecked Sendable {
                 decoded.append(decoder.decode(bytes, today: today))
             }
         }
+        return DecodedGroup(now: now, requests: decoded)
+    }
+
+    /// Executes and commits one decoded group; returns its response lines.
+    public func respond(to group: DecodedGroup) -> [UInt8] {
+        let decoded = group.requests, now = group.now
+        guard !decoded.isEmpty else { return [] }
         // Answers are encoded as they are made, in request order, and written
         // only after the commit: no group's answers sit in memory as values.
-        var w = JSONWriter(capacity: items.count * 160)
+        var w = JSONWriter(capacity: decoded.count * 160)
         /// Every answer of the group from the start, a decoded request's from `answer`.
         func writeAnswers(_ answer: (Request) throws -> Answer) rethrows {
             w.reset()
@@ -259,32 +280,75 @@ public final class StdioServer {
         self.output = output
     }
 
-    /// Serves until EOF. Returns normally at EOF; throws only if the output is gone.
+    /// What the reading thread hands to the answering one.
+    private enum Input: Sendable {
+        case group(Service.DecodedGroup)
+        case failed(String)
+    }
+
+    /// Serves until EOF. Returns normally at EOF; throws only if the input
+    /// fails or the output is gone.
+    ///
+    /// Two threads: this one executes, commits and answers each group while
+    /// a reading thread reads, frames and decodes the next one (a tenth of a
+    /// pipelined `refer`'s work, docs/performance.md). The reader decodes a
+    /// group only once the one before has been taken, so at most two are in
+    /// memory, as many as when one thread read while the other waited. Groups are answered in the order
+    /// they were read, each only after its commit, as before.
     public func run() throws {
+        let groups = BoundedQueue<Input>(capacity: 1)
+        let service = service, input = input, maxGroup = maxGroup
+        let reader = WorkerThread { Self.readGroups(from: input, service: service, maxGroup: maxGroup, into: groups) }
+        // If this side stops early (the output is gone), the reader stops at
+        // its next hand-over; it is not waited for, as it may be blocked in
+        // a read that only the end of the process ends.
+        defer { groups.close() }
+        var served = 0
+        while let input = groups.take() {
+            switch input {
+            case .group(let group):
+                try writeAll(service.respond(to: group))
+                served += group.count
+            case .failed(let why):
+                logger.error("cannot read requests: \(why)")
+                throw StoreError("input error")
+            }
+        }
+        reader.join()  // it closed the queue: it has returned or is returning
+        logger.info("end of input after \(served) requests")
+    }
+
+    /// The reading thread: reads, frames and decodes groups until EOF or a
+    /// read error, or until the answering side closes the queue.
+    private static func readGroups(from input: Int32, service: Service, maxGroup: Int, into groups: BoundedQueue<Input>) {
+        defer { groups.close() }
         var framer = LineFramer()
         var chunk = [UInt8](repeating: 0, count: 4 << 20)  // about 19,000 refer lines: one read fills a group
-        var served = 0
         while true {
             let n = chunk.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                logger.error("cannot read requests: \(String(cString: strerror(errno)))")
-                throw StoreError("input error")
+                groups.put(.failed(String(cString: strerror(errno))))
+                return
             }
             let eof = n == 0
             if n > 0 { chunk.withUnsafeBytes { framer.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
-            let items = framer.drain(atEOF: eof)
-            var offset = 0
-            while offset < items.count {
-                let group = items[offset..<min(offset + maxGroup, items.count)]
-                try writeAll(service.respond(to: Array(group)))
-                offset += group.count
+            // The lines are views of the framer's buffer: decoded, they are
+            // gone before it compacts, so it is not copied.
+            do {
+                let items = framer.drain(atEOF: eof)
+                var offset = 0
+                while offset < items.count {
+                    let group = items[offset..<min(offset + maxGroup, items.count)]
+                    // The next group is decoded once the last has been taken: two
+                    // groups in memory at most, the one committing and this one.
+                    guard groups.waitUntilEmpty(), groups.put(.group(service.decode(Array(group)))) else { return }
+                    offset += group.count
+                }
             }
-            served += items.count
             framer.compact()
-            if eof { break }
+            if eof { return }
         }
-        logger.info("end of input after \(served) requests")
     }
 
     private func writeAll(_ bytes: [UInt8]) throws {
