@@ -59,7 +59,6 @@ public struct EvaluationExport {
             // Rows go straight into the buffer, the research-id key schedule computed once.
             let writer = EvaluationRowWriter(config: config, evaluationKey: key, precision: precision, format: format)
             writer.header(into: &buffer)
-            var rows = 0, removed = 0, seen = 0
             // RULES2 R6/R11: one research id per person, the person's exported
             // rows numbered 1, 2, … in referral order, and the file in research
             // id order (then that number), so it cannot be lined up with the log.
@@ -69,51 +68,72 @@ public struct EvaluationExport {
             // without its number, behind the two offsets where they belong. A
             // row is numbered as it comes out: the sort is stable, so a person's
             // rows come out in referral order.
-            let sorter = RowSorter(scratchDir: out + "/.sorting")
+            // Two threads each way (docs/performance.md): this one steps the
+            // query, makes each referral's facts and counts its row's k-anonymity
+            // class while `rows` makes the rows (research id, cells) and sorts
+            // them; then this one merges the sorted rows while `output` hashes
+            // and writes them.
+            let rows = RowStage(writer: writer, sorter: RowSorter(scratchDir: out + "/.sorting"))
             let classes = KAnonymityCounter(precision: precision)
-            // Each row's research id is computed afresh: rows come in stored
-            // order, so a person's referrals are rarely near each other, and a
-            // cache of recent persons cost more in hashing than the HMACs it spared
-            // (a 1,000,000-row profile: 7 % of the export, for no hits).
-            var row: [UInt8] = []
-            let header = 8
-            try tx.forEachReferralFact(.asReferred) { f in
-                seen += 1
-                if f.optedOut && f.status != .cancelled { removed += 1 }
-                row.removeAll(keepingCapacity: true)
-                row.append(contentsOf: repeatElement(0, count: header))
-                guard let at = writer.appendUnnumbered(f, to: &row) else { return }
-                let rid = writer.rawResearchID(of: f.claimant)
-                BigEndian32.put(at.researchIDAt - header, into: &row, at: 0)
-                BigEndian32.put(at.numberAt - header, into: &row, at: 4)
-                rows += 1
-                classes.add(f)
-                try sorter.add(key: rid[...], row: row[...])
-                if progress && seen % 100_000 == 0 {
-                    FileHandle.standardError.write(Data("\rwhp export: \(seen) referrals read, \(rows) rows".utf8))
+            var seen = 0, removed = 0
+            var batch: [ReferralFacts] = []
+            batch.reserveCapacity(RowStage.batchSize)
+            do {
+                try tx.forEachReferralFact(.asReferred) { f in
+                    seen += 1
+                    if f.optedOut && f.status != .cancelled { removed += 1 }
+                    // The rows `Evaluation.row` makes: neither cancelled nor opted out.
+                    if f.status != .cancelled && !f.optedOut { classes.add(f) }
+                    batch.append(f)
+                    if batch.count == RowStage.batchSize {
+                        guard rows.queue.put(batch) else { throw RowStage.Stopped() }
+                        batch.removeAll(keepingCapacity: true)
+                    }
+                    if progress && seen % 100_000 == 0 {
+                        FileHandle.standardError.write(Data("\rwhp export: \(seen) referrals read".utf8))
+                    }
                 }
+                if !batch.isEmpty { rows.queue.put(batch) }
+            } catch is RowStage.Stopped {
+            } catch {
+                rows.queue.close()  // the store failed: the rows thread ends too
+                throw error
             }
+            try rows.finish()
+            let sorter = rows.sorter
+            let output = OutputStage(file: file)
             var lastRID: [UInt8] = [], number = 0
             lastRID.reserveCapacity(32)
-            try sorter.drain { key, stored in
-                if !key.elementsEqual(lastRID) {
-                    lastRID.removeAll(keepingCapacity: true)
-                    lastRID.append(contentsOf: key)
-                    number = 0
+            do {
+                try sorter.drain { key, stored in
+                    if !key.elementsEqual(lastRID) {
+                        lastRID.removeAll(keepingCapacity: true)
+                        lastRID.append(contentsOf: key)
+                        number = 0
+                    }
+                    number += 1
+                    let s = stored.startIndex, body = s + RowStage.header
+                    let ridAt = body + BigEndian32.read(stored[s..<s + 4]), numberAt = body + BigEndian32.read(stored[(s + 4)..<(s + 8)])
+                    buffer.append(contentsOf: stored[body..<ridAt])
+                    writer.appendResearchID(raw: key, to: &buffer)
+                    buffer.append(contentsOf: stored[ridAt..<numberAt])
+                    writer.appendReferralNumber(number, to: &buffer)
+                    buffer.append(contentsOf: stored[numberAt...])
+                    if buffer.count >= 1 << 20 {
+                        guard output.queue.put(buffer) else { throw RowStage.Stopped() }
+                        buffer.removeAll(keepingCapacity: true)
+                    }
                 }
-                number += 1
-                let s = stored.startIndex, body = s + header
-                let ridAt = body + BigEndian32.read(stored[s..<s + 4]), numberAt = body + BigEndian32.read(stored[(s + 4)..<(s + 8)])
-                buffer.append(contentsOf: stored[body..<ridAt])
-                writer.appendResearchID(raw: key, to: &buffer)
-                buffer.append(contentsOf: stored[ridAt..<numberAt])
-                writer.appendReferralNumber(number, to: &buffer)
-                buffer.append(contentsOf: stored[numberAt...])
-                if buffer.count >= 1 << 20 { try file.write(buffer); buffer.removeAll(keepingCapacity: true) }
+                output.queue.put(buffer)
+            } catch is RowStage.Stopped {
+            } catch {
+                output.queue.close()
+                throw error
             }
-            try file.write(buffer)
+            try output.finish()
+            let rowCount = rows.rows
             let dataHash = try file.finish()
-            if progress { FileHandle.standardError.write(Data("\rwhp export: \(seen) referrals read, \(rows) rows\n".utf8)) }
+            if progress { FileHandle.standardError.write(Data("\rwhp export: \(seen) referrals read, \(rowCount) rows\n".utf8)) }
             let kAnonymity = classes.finish()
             let recordedAt = tx.recordedAt(clock.now())
 
@@ -122,14 +142,14 @@ public struct EvaluationExport {
             let package = PrettyJSON.encode(
                 DataPackage.descriptor(
                     config: config, precision: precision, format: format, dataFile: dataName, bytes: file.bytesWritten,
-                    sha256: dataHash.hex, rows: rows, created: recordedAt))
+                    sha256: dataHash.hex, rows: rowCount, created: recordedAt))
             try writeFile(out + "/datapackage.json", package)
             let files: JSONObject = [
                 dataName: .string(dataHash.hex), "codebook.md": .string(Crypto.sha256(codebook).hex),
                 "datapackage.json": .string(Crypto.sha256(package).hex),
             ]
             let manifest: JSONObject = [
-                "trial_id": .string(config.trialID), "rows": .int(rows), "removed_opted_out": .int(removed),
+                "trial_id": .string(config.trialID), "rows": .int(rowCount), "removed_opted_out": .int(removed),
                 "date_precision": .string(precision.rawValue), "head_seq": .int(head.seq), "head": .string(head.hash.hex),
                 "config_hash": .string(configHash.hex), "k_anonymity": kAnonymity.json, "files": .object(files),
             ]
@@ -138,15 +158,103 @@ public struct EvaluationExport {
             try writeFile(out + "/manifest.json", manifestBytes)
             try tx.append(
                 .exportMade(
-                    ExportMade(manifestSHA256: Crypto.sha256(manifestBytes), rows: rows, removedOptedOut: removed, recordedAt: recordedAt)))
+                    ExportMade(manifestSHA256: Crypto.sha256(manifestBytes), rows: rowCount, removedOptedOut: removed, recordedAt: recordedAt)))
             let k = kAnonymity.kMin.map { "k_min \($0), \(kAnonymity.rowsInClassesBelow10) rows in classes below \(KAnonymity.threshold)" } ?? "no rows"
             return
-                "exported \(rows) rows (\(removed) removed: opted out) to \(out)/\(dataName), with codebook.md, datapackage.json and manifest.json (\(k)); logged as event \(head.seq + 1)"
+                "exported \(rowCount) rows (\(removed) removed: opted out) to \(out)/\(dataName), with codebook.md, datapackage.json and manifest.json (\(k)); logged as event \(head.seq + 1)"
         }
     }
 
     private func writeFile(_ path: String, _ bytes: [UInt8]) throws {
         do { try writeDurably(path, bytes) } catch { throw AppFailure.io(error.description) }
+    }
+}
+
+/// The export's second thread while the referrals are read: each batch of
+/// facts becomes rows, and each row goes to the sorter keyed by its research
+/// id. Everything here belongs
+/// to that thread until `finish` has returned; then to the caller.
+final class RowStage: @unchecked Sendable {
+    static let batchSize = 1024
+    /// The row's first bytes: where its research id and its number go (two big-endian offsets).
+    static let header = 8
+    /// Thrown out of a producer's loop when the other side has stopped; its error is in `finish`.
+    struct Stopped: Error {}
+
+    /// Bounded: the reader is at most a few batches ahead, whatever the trial's size.
+    let queue = BoundedQueue<[ReferralFacts]>(capacity: 2)
+    let writer: EvaluationRowWriter
+    let sorter: RowSorter
+    private(set) var rows = 0
+    private var failure: (any Error)?
+    private var thread: WorkerThread?
+
+    init(writer: EvaluationRowWriter, sorter: RowSorter) {
+        self.writer = writer; self.sorter = sorter
+        thread = WorkerThread { [self] in run() }
+    }
+
+    /// No more batches: waits for the last row to be sorted; rethrows the sorter's error.
+    func finish() throws {
+        queue.close()
+        thread?.join()
+        if let failure { throw failure }
+    }
+
+    private func run() {
+        var row: [UInt8] = []
+        let header = Self.header
+        while let batch = queue.take() {
+            for f in batch {
+                row.removeAll(keepingCapacity: true)
+                row.append(contentsOf: repeatElement(0, count: header))
+                guard let at = writer.appendUnnumbered(f, to: &row) else { continue }
+                // Each row's research id is computed afresh: rows come in stored
+                // order, so a person's referrals are rarely near each other, and a
+                // cache of recent persons cost more in hashing than the HMACs it
+                // spared (a 1,000,000-row profile: 7 % of the export, for no hits).
+                let rid = writer.rawResearchID(of: f.claimant)
+                BigEndian32.put(at.researchIDAt - header, into: &row, at: 0)
+                BigEndian32.put(at.numberAt - header, into: &row, at: 4)
+                rows += 1
+                do { try sorter.add(key: rid[...], row: row[...]) } catch {
+                    failure = error
+                    queue.close()  // the reader's next hand-over stops it
+                    return
+                }
+            }
+        }
+    }
+}
+
+/// The export's second thread while the sorted rows are merged: it hashes and
+/// writes each full buffer while the next one is filled.
+final class OutputStage: @unchecked Sendable {
+    let queue = BoundedQueue<[UInt8]>(capacity: 1)
+    private let file: HashingFile
+    private var failure: (any Error)?
+    private var thread: WorkerThread?
+
+    init(file: HashingFile) {
+        self.file = file
+        thread = WorkerThread { [self] in run() }
+    }
+
+    /// No more buffers: waits for the last to be written; rethrows a write's error.
+    func finish() throws {
+        queue.close()
+        thread?.join()
+        if let failure { throw failure }
+    }
+
+    private func run() {
+        while let bytes = queue.take() {
+            do { try file.write(bytes) } catch {
+                failure = error
+                queue.close()
+                return
+            }
+        }
     }
 }
 

@@ -22,8 +22,22 @@ public enum SQLValue: Sendable, Hashable {
 public protocol SQLRow {
     var columnCount: Int { get }
     func text(_ i: Int) -> String?
+    /// The column's text, and `known` when its bytes are the same: a column
+    /// of few distinct values (a district, a status) read over a million
+    /// rows then makes a string only when the value changes. `known` becomes
+    /// the column's text.
+    func text(_ i: Int, reusing known: inout String?) -> String?
     func int(_ i: Int) -> Int?
     func value(_ i: Int) -> SQLValue
+}
+
+extension SQLRow {
+    public func text(_ i: Int, reusing known: inout String?) -> String? {
+        let t = text(i)
+        if let t, t == known { return known }
+        if t != nil { known = t }
+        return t
+    }
 }
 
 /// The few dialect differences the shared SQL has to know about.

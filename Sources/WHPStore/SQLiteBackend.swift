@@ -206,6 +206,16 @@ struct RawStatement: SQLRow {
         return String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
     }
 
+    func text(_ i: Int, reusing known: inout String?) -> String? {
+        guard let p = sqlite3_column_text(stmt, Int32(i)) else { return nil }
+        let n = Int(sqlite3_column_bytes(stmt, Int32(i)))
+        let same = known?.utf8.withContiguousStorageIfAvailable { k in k.count == n && (n == 0 || memcmp(k.baseAddress!, p, n) == 0) }
+        if same == true { return known }
+        let t = String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
+        known = t
+        return t
+    }
+
     func int(_ i: Int) -> Int? {
         sqlite3_column_type(stmt, Int32(i)) == SQLITE_NULL ? nil : Int(sqlite3_column_int64(stmt, Int32(i)))
     }
