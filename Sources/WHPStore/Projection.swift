@@ -220,6 +220,9 @@ final class ReferReads {
     /// looking the link up again. One slot, not a dictionary: hashing two
     /// 64-character pseudonyms per request cost more than the link read saved.
     private var lastRead: (pseudonym: Pseudonym, person: Pseudonym)?
+    /// Whether the trial has no link at all, read once in this transaction
+    /// (`StoreTransaction.person(of:)`); nil when not read, or forgotten.
+    var noLinks: Bool?
 
     static func placeholders(_ n: Int) -> String {
         String(repeating: "?, ", count: max(n - 1, 0)) + "?"
@@ -235,7 +238,7 @@ final class ReferReads {
     }
 
     func forget() {
-        aliases = [:]; byID = [:]; byPerson = [:]; lastRead = nil
+        aliases = [:]; byID = [:]; byPerson = [:]; lastRead = nil; noLinks = nil
     }
 
     func person(of pseudonym: Pseudonym) -> Pseudonym? {

@@ -65,24 +65,23 @@ public struct StoreTransaction {
 
     /// Appends one event after the head: hashes its stored map into the
     /// chain, stores it and applies it to the derived tables.
-    @discardableResult
-    public mutating func append(_ event: TrialEvent) throws -> Event {
+    public mutating func append(_ event: TrialEvent) throws {
         let seq = (head?.seq ?? 0) + 1
-        let flat = Event(seq: seq, type: event.type, payload: event.payload)
-        guard let previous = head?.hash ?? Chain.genesis(of: flat) else {
+        let type = event.type.rawValue
+        guard let previous = head?.hash ?? Chain.genesis(of: Event(seq: seq, type: type, payload: event.payload)) else {
             throw StoreError("the first event must be trial_started")
         }
-        // Entries are sorted once, for the hashed encoding and the stored JSON alike.
-        let pairs = flat.sortedPairs
-        let hash = Chain.next(previous: previous, encoded: flat.encoded(sortedPairs: pairs))
+        // Entries are sorted once, for the hashed encoding and the stored JSON
+        // alike, straight from the typed event (no map in between).
+        let pairs = event.sortedPairs
+        let hash = Chain.next(previous: previous, encoded: Event.encoded(seq: seq, type: type, sortedPairs: pairs))
         try s.insertRow(
             StoreTransaction.insertEvent,
-            [.int(seq), .text(flat.type), .text(PayloadJSON.encode(sortedPairs: pairs)), .text(hash.hex)])
+            [.int(seq), .text(type), .text(PayloadJSON.encode(sortedPairs: pairs)), .text(hash.hex)])
         let person = event.referredClaimant.flatMap(referReads.person(of:))
         referReads.invalidate(after: event)
         try Projection.apply(event, seq: seq, s, cache: cache, person: person)
         head = ChainHead(seq: seq, hash: hash, recordedAt: event.recordedAt)
-        return flat
     }
 
     static let insertEvent = "INSERT INTO events(seq, type, payload, hash) VALUES (?, ?, ?, ?)"
@@ -229,7 +228,16 @@ public struct StoreTransaction {
     /// The person of an identifier's pseudonym: its linked NINO's, or its own.
     public func person(of pseudonym: Pseudonym) throws -> Pseudonym {
         if let known = referReads.person(of: pseudonym) { return known }
-        let person = try linkedClaimant(alias: pseudonym) ?? pseudonym
+        // On SQLite, a trial with no link at all (every trial before its first
+        // `link_claimant`) reads that once per transaction instead of one link
+        // per request. Read inside the write transaction, so no other writer
+        // can add a link before the commit; this transaction's own link
+        // (any event but `referred`) forgets it (`ReferReads.invalidate`).
+        // PostgreSQL reads a group's links in one query instead (`prefetchReferReads`).
+        if s.dialect == .sqlite && referReads.noLinks == nil {
+            referReads.noLinks = (try s.first("SELECT NOT EXISTS (SELECT 1 FROM links)", []) { $0.int(0) } ?? nil) == 1
+        }
+        let person = referReads.noLinks == true ? pseudonym : try linkedClaimant(alias: pseudonym) ?? pseudonym
         // Kept, so that the `referred` this read usually precedes stores the
         // person without looking the link up again.
         referReads.remember(pseudonym, person: person)
@@ -367,6 +375,12 @@ public struct StoreTransaction {
     /// those tables; eight correlated subqueries per row had made a
     /// 1,000,000-row export spend a third of its time opening and closing cursors.
     public func forEachReferralFact(_ order: ReferralFactOrder = .byPerson, _ body: (ReferralFacts) throws -> Void) throws {
+        struct Seen {
+            var statusText: String?, parsedStatusText: String?, state: ReferralState?
+            var district: String?, group: String?, rule: String?, flag: String?, correctedGroup: String?, provider: String?
+            var notStartedReason: String?, leftReason: String?
+        }
+        var seen = Seen()
         try s.stream(
             """
             SELECT r.person, r.district, r.grp, r.referral_date, r.status, r.gk_date, r.rule, r.flag,
@@ -391,20 +405,28 @@ public struct StoreTransaction {
             ORDER BY \(order == .byPerson ? "r.person, " : "")r.referred_seq
             """, []
         ) { r in
-            guard let date = CivilDate(r.text(3) ?? ""), let state = r.text(4).flatMap(ReferralState.init(storedName:)) else {
+            // Columns of few values are read reusing the last row's string (one
+            // allocation per change of value, not per row), and the status is
+            // parsed only when it changes.
+            let statusText = r.text(4, reusing: &seen.statusText)
+            if statusText != seen.parsedStatusText {
+                seen.state = statusText.flatMap(ReferralState.init(storedName:))
+                seen.parsedStatusText = statusText
+            }
+            guard let date = CivilDate(r.text(3) ?? ""), let state = seen.state else {
                 throw StoreError("referral with a malformed stored row: run `whp verify`")
             }
             try body(
                 ReferralFacts(
-                    claimant: Pseudonym(hex: r.text(0) ?? ""), district: r.text(1) ?? "", group: r.text(2) ?? "",
-                    referralDate: date, status: state.status,
-                    gkDate: r.text(5).flatMap(CivilDate.init), rule: r.text(6), flag: r.text(7),
-                    claimantReferralNumber: 0, optedOut: r.int(8) == 1, correctedGroup: r.text(9), disclosed: r.int(10) == 1,
-                    provider: r.text(11),
+                    claimant: Pseudonym(hex: r.text(0) ?? ""), district: r.text(1, reusing: &seen.district) ?? "",
+                    group: r.text(2, reusing: &seen.group) ?? "", referralDate: date, status: state.status,
+                    gkDate: r.text(5).flatMap(CivilDate.init), rule: r.text(6, reusing: &seen.rule), flag: r.text(7, reusing: &seen.flag),
+                    claimantReferralNumber: 0, optedOut: r.int(8) == 1, correctedGroup: r.text(9, reusing: &seen.correctedGroup),
+                    disclosed: r.int(10) == 1, provider: r.text(11, reusing: &seen.provider),
                     followUp: FollowUpFacts(
                         providerReferralDate: r.text(12).flatMap(CivilDate.init), startDate: r.text(13).flatMap(CivilDate.init),
-                        notStartedDate: r.text(14).flatMap(CivilDate.init), notStartedReason: r.text(15),
-                        leftDate: r.text(16).flatMap(CivilDate.init), leftReason: r.text(17))))
+                        notStartedDate: r.text(14).flatMap(CivilDate.init), notStartedReason: r.text(15, reusing: &seen.notStartedReason),
+                        leftDate: r.text(16).flatMap(CivilDate.init), leftReason: r.text(17, reusing: &seen.leftReason))))
         }
     }
 

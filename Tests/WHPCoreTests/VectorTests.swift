@@ -179,6 +179,19 @@ struct VectorTests {
         }
     }
 
+    /// The service appends from the typed event's entries, never from a map
+    /// (`StoreTransaction.append`): they must give the vectors' bytes too.
+    @Test("§7 E_n from each chain vector's typed event, as the store appends it")
+    func chainFromTypedEvents() throws {
+        let f = try Fixture.vectors()
+        for e in f.chain.events {
+            let typed = try TrialEvent.decode(type: e.type, e.payload)
+            #expect(typed.sortedPairs.map(\.key) == e.payload.keys.sorted { $0.utf8Precedes($1) }, "\(e.type): the same keys, in order")
+            #expect(Dictionary(uniqueKeysWithValues: typed.sortedPairs) == e.payload, "\(e.type): the same entries")
+            #expect(hexString(Event.encoded(seq: e.seq, type: typed.type.rawValue, sortedPairs: typed.sortedPairs)) == e.event_bytes, "E_\(e.seq)")
+        }
+    }
+
     /// The chain's payloads agree with the other vectors (the same trial, seen
     /// from the log): an auditor holding S can re-derive them.
     @Test("§7 chain payloads match the seed-derived vectors")

@@ -176,4 +176,30 @@ struct LinkTests {
         }
         #expect(try t.verify(["--seed", t.seedFile.path]).status == 0)
     }
+
+    @Test("a link is seen at once: in the group that made it, and by a door whose last group read no link")
+    func linkSeenAtOnce() throws {
+        let t = try TrialFolder(sqliteOnly: true)
+        try #require(try t.initialise(now: "2017-11-01T08:00:00Z", seedHex: Seeds.a).status == 0)
+        let door = try InProcessService(t, now: "2017-11-06T09:00:00Z")
+        // One group, one transaction: a refer (which reads that the trial has
+        // no link), the link, then the person under the reference, the
+        // identifier whose person only the link says.
+        let one = door.send([
+            Q.refer("a", "G-1", claimant: Q.nino(20), district: "devon-cornwall", date: "2017-11-06"),
+            Self.link("b", nino: Q.nino(20), ref: Q.ref(20)),
+            Q.refer("c", "G-2", claimant: Q.ref(20), district: "devon-cornwall", date: "2017-11-06"),
+        ]).map(Resp.init)
+        #expect(one[0].ok && one[1].ok, "\(one)")
+        expectError(one[2], "duplicate_referral", field: "claimant", "in the linking group:")
+
+        // A second door on the same store links another person while the first
+        // door's last group found no link (a group of refers only, after it).
+        _ = door.send([Q.refer("d", "G-3", claimant: Q.nino(21), district: "devon-cornwall", date: "2017-11-06")])
+        let other = try InProcessService(t, now: "2017-11-06T09:00:00Z")
+        #expect(Resp(other.send(Self.link("e", nino: Q.nino(21), ref: Q.ref(21)))).ok)
+        let after = Resp(door.send(Q.refer("f", "G-4", claimant: Q.ref(21), district: "devon-cornwall", date: "2017-11-06")))
+        expectError(after, "duplicate_referral", field: "claimant", "after another door's link:")
+        #expect(try t.verify(["--seed", t.seedFile.path]).status == 0)
+    }
 }

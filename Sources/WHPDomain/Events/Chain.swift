@@ -30,6 +30,12 @@ public struct Event: Sendable, Equatable {
 
     /// `E_n` from `sortedPairs` (callers that also store the payload sort once).
     public func encoded(sortedPairs: [(key: String, value: String)]) -> [UInt8] {
+        Event.encoded(seq: seq, type: type, sortedPairs: sortedPairs)
+    }
+
+    /// `E_n` of the event `seq` of `type` whose payload's entries, in key
+    /// order, are `sortedPairs` (`TrialEvent.sortedPairs`): no map needed.
+    public static func encoded(seq: Int, type: String, sortedPairs: [(key: String, value: String)]) -> [UInt8] {
         var w = ByteWriter(capacity: 64 + sortedPairs.count * 48)
         w.enc("whp/event/v1")
         w.u64(UInt64(seq))

@@ -1,4 +1,5 @@
 import WHPCrypto
+import WHPJSON
 
 /// A key of an event payload (PROTOCOL.md §6, RULES2.md). This is the one
 /// place where each key is spelled. Everything else names a key through one
@@ -135,17 +136,23 @@ public struct PayloadError: Error, Sendable, Equatable, CustomStringConvertible 
 
 /// Builds a payload map in key order of insertion (the chain sorts it).
 struct PayloadBuilder {
-    var map: [String: String] = [:]
-    init(capacity: Int) { map.reserveCapacity(capacity) }
-    mutating func set(_ k: PayloadKey, _ v: String) { map[k.name] = v }
-    mutating func set(_ k: PayloadKey, _ v: String?) { if let v { map[k.name] = v } }
-    mutating func set(_ k: PayloadKey, _ v: Int) { map[k.name] = String(v) }
-    mutating func set(_ k: PayloadKey, _ v: Int?) { if let v { map[k.name] = String(v) } }
-    mutating func set(_ k: PayloadKey, _ v: CivilDate) { map[k.name] = v.iso }
-    mutating func set(_ k: PayloadKey, _ v: Instant) { map[k.name] = v.iso }
-    mutating func set(_ k: PayloadKey, _ v: Bytes32) { map[k.name] = v.hex }
-    mutating func set(_ k: PayloadKey, _ v: Bytes32?) { if let v { map[k.name] = v.hex } }
-    mutating func set(_ k: PayloadKey, _ v: Pseudonym) { map[k.name] = v.hex }
+    /// Each key at most once (checked in debug builds: a codec that set a
+    /// key twice would store one value and could hash another).
+    var pairs: [(key: String, value: String)] = []
+    init(capacity: Int) { pairs.reserveCapacity(capacity) }
+    mutating func set(_ k: PayloadKey, _ v: String) {
+        let name = k.name
+        assert(!pairs.contains { $0.key == name }, "payload key \(name) set twice")
+        pairs.append((name, v))
+    }
+    mutating func set(_ k: PayloadKey, _ v: String?) { if let v { set(k, v) } }
+    mutating func set(_ k: PayloadKey, _ v: Int) { set(k, String(v)) }
+    mutating func set(_ k: PayloadKey, _ v: Int?) { if let v { set(k, String(v)) } }
+    mutating func set(_ k: PayloadKey, _ v: CivilDate) { set(k, v.iso) }
+    mutating func set(_ k: PayloadKey, _ v: Instant) { set(k, v.iso) }
+    mutating func set(_ k: PayloadKey, _ v: Bytes32) { set(k, v.hex) }
+    mutating func set(_ k: PayloadKey, _ v: Bytes32?) { if let v { set(k, v.hex) } }
+    mutating func set(_ k: PayloadKey, _ v: Pseudonym) { set(k, v.hex) }
 }
 
 /// Typed reads that fail naming the key.
@@ -314,7 +321,14 @@ extension TrialEvent {
     }
 
     /// The stored flat map (ALLOCATION.md §7): what the chain hashes.
-    public var payload: [String: String] {
+    public var payload: [String: String] { Dictionary(uniqueKeysWithValues: entries.pairs) }
+
+    /// The stored flat map's entries in the spec's key order (ALLOCATION.md
+    /// §7), made without the map: appending an event hashes and stores these
+    /// (the same entries as `payload.sorted`, one dictionary fewer per event).
+    public var sortedPairs: [(key: String, value: String)] { entries.pairs.sorted { $0.key.utf8Precedes($1.key) } }
+
+    private var entries: PayloadBuilder {
         var b = PayloadBuilder(capacity: 16)
         switch self {
         case .trialStarted(let e):
@@ -364,7 +378,7 @@ extension TrialEvent {
             b.set(.district, e.district); b.set(.arm, e.arm.rawValue); b.set(.effective, e.effective)
             b.set(.shares, e.shares); b.set(.actor, e.actor); b.set(.recordedAt, e.recordedAt)
         }
-        return b.map
+        return b
     }
 
     public var recordedAt: Instant {
