@@ -39,22 +39,55 @@ public struct LineFramer {
         case tooLarge(Int)
     }
 
+    /// The bytes read are `buffer[start..<end]`; `buffer[end...]` is room for
+    /// the next read, allocated once, so a read copies nothing and zeroes
+    /// nothing (a waiting client's every request is a read).
     private var buffer: [UInt8] = []
     private var start = 0
+    private var end = 0
     /// Bytes of an over-long line dropped so far (nil when not discarding).
     private var discarding: Int?
     let limit: Int
 
     public init(limit: Int = RequestDecoder.maxLineBytes) { self.limit = limit }
 
-    public mutating func append(_ bytes: UnsafeRawBufferPointer) { buffer.append(contentsOf: bytes) }
-    public mutating func append(_ bytes: [UInt8]) { buffer.append(contentsOf: bytes) }
+    /// Room for `count` more bytes after `end`.
+    private mutating func reserve(_ count: Int) {
+        // One zeroed array appended (a memset and a copy, even unoptimised),
+        // not a sequence of zeros element by element.
+        if buffer.count - end < count { buffer += [UInt8](repeating: 0, count: count - (buffer.count - end)) }
+    }
 
-    /// Every complete line now in the buffer; at EOF also the unterminated rest.
-    public mutating func drain(atEOF: Bool = false) -> [Item] {
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        reserve(bytes.count)
+        buffer.withUnsafeMutableBytes { b in
+            guard let base = b.baseAddress, let from = bytes.baseAddress, bytes.count > 0 else { return }
+            (base + end).copyMemory(from: from, byteCount: bytes.count)
+        }
+        end += bytes.count
+    }
+
+    public mutating func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
+
+    /// Reads at most `count` bytes from `fd` straight into the buffer;
+    /// returns what `read` returned.
+    public mutating func fill(from fd: Int32, count: Int) -> Int {
+        reserve(count)
+        let at = end
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + at, count) }
+        if n > 0 { end += n }
+        return n
+    }
+
+    /// Bytes read and not yet framed.
+    public var pendingBytes: Int { end - start }
+
+    /// Every complete line now in the buffer, or the first `max` of them; at
+    /// EOF also the unterminated rest.
+    public mutating func drain(atEOF: Bool = false, max: Int = .max) -> [Item] {
         var items: [Item] = []
-        while start < buffer.count {
-            let nl = buffer[start...].firstIndex(of: 0x0a)
+        while start < end && items.count < max {
+            let nl = buffer[start..<end].firstIndex(of: 0x0a)
             if var n = discarding {
                 if let nl {
                     n += nl - start
@@ -63,28 +96,28 @@ public struct LineFramer {
                     start = nl + 1
                     continue
                 }
-                discarding = n + (buffer.count - start)
-                start = buffer.count
+                discarding = n + (end - start)
+                start = end
                 break
             }
-            guard let end = nl ?? (atEOF ? buffer.count : nil) else {
+            guard let lineEnd = nl ?? (atEOF ? end : nil) else {
                 // No newline yet: keep waiting unless the line is already too long.
-                if buffer.count - start > limit + 1 {
-                    discarding = buffer.count - start
-                    start = buffer.count
+                if end - start > limit + 1 {
+                    discarding = end - start
+                    start = end
                 }
                 break
             }
-            var stop = end
+            var stop = lineEnd
             if stop > start && buffer[stop - 1] == 0x0d { stop -= 1 }
             if stop - start > limit {
                 items.append(.tooLarge(stop - start))
             } else if stop > start {
                 items.append(.line(buffer[start..<stop]))
             }
-            start = min(end + 1, buffer.count)
+            start = Swift.min(lineEnd + 1, end)
         }
-        if atEOF, let n = discarding {
+        if atEOF, start >= end, let n = discarding {
             items.append(.tooLarge(n))
             discarding = nil
         }
@@ -93,11 +126,16 @@ public struct LineFramer {
 
     /// Drops consumed bytes; call after the drained lines have been used.
     public mutating func compact() {
-        if start >= buffer.count {
-            buffer.removeAll(keepingCapacity: buffer.capacity <= 8 << 20)
+        if start >= end {
+            if buffer.count > 8 << 20 { buffer = [] }  // a burst's room is not kept
         } else if start > 0 {
-            buffer.removeSubrange(0..<start)
+            let (from, count) = (start, end - start)
+            buffer.withUnsafeMutableBytes { b in
+                guard let base = b.baseAddress else { return }
+                memmove(base, base + from, count)
+            }
         }
+        end -= start
         start = 0
     }
 }
@@ -260,6 +298,37 @@ public final class Service: @unchecked Sendable {
     }
 }
 
+/// Decodes groups on a thread of its own, one at a time, while the caller
+/// commits the group before: `whp serve`'s helper when lines are ready ahead.
+final class DecodeAhead: @unchecked Sendable {
+    private let jobs = BoundedQueue<[LineFramer.Item]>(capacity: 1)
+    private let results = BoundedQueue<Service.DecodedGroup>(capacity: 1)
+    private var thread: WorkerThread?
+
+    init(_ service: Service) {
+        let jobs = jobs, results = results
+        thread = WorkerThread {
+            while let lines = jobs.take() { results.put(service.decode(lines)) }
+            results.close()
+        }
+    }
+
+    /// Starts decoding a group; one at a time (take its `result` first).
+    func submit(_ lines: [LineFramer.Item]) { jobs.put(lines) }
+
+    /// The group last submitted, decoded; waits for it.
+    func result() -> Service.DecodedGroup {
+        guard let group = results.take() else { preconditionFailure("a result asked for with no group submitted") }
+        return group
+    }
+
+    /// Ends the thread; it never waits on I/O, so this returns at once.
+    func stop() {
+        jobs.close()
+        thread?.join()
+    }
+}
+
 /// `whp serve`: reads requests from a file descriptor, answers each on
 /// another, committing every group of pipelined requests in one transaction
 /// and answering only after the commit (PROTOCOL.md §1).
@@ -280,75 +349,74 @@ public final class StdioServer {
         self.output = output
     }
 
-    /// What the reading thread hands to the answering one.
-    private enum Input: Sendable {
-        case group(Service.DecodedGroup)
-        case failed(String)
-    }
-
     /// Serves until EOF. Returns normally at EOF; throws only if the input
     /// fails or the output is gone.
     ///
-    /// Two threads: this one executes, commits and answers each group while
-    /// a reading thread reads, frames and decodes the next one (a tenth of a
-    /// pipelined `refer`'s work, docs/performance.md). The reader decodes a
-    /// group only once the one before has been taken, so at most two are in
-    /// memory, as many as when one thread read while the other waited. Groups are answered in the order
-    /// they were read, each only after its commit, as before.
+    /// This thread reads, executes, commits and answers. When the lines of
+    /// the next group are already here as a group commits (a pipelining
+    /// client, a file), a helper thread decodes that group meanwhile (a
+    /// tenth of a pipelined `refer`'s work, docs/performance.md). A client
+    /// that waits for each answer has no next group, so its request never
+    /// crosses threads: a hand-over costs a waiting client more than the
+    /// decoding it would overlap. Groups are answered in the order they were
+    /// read, each only after its commit; two are decoded at most.
     public func run() throws {
-        let groups = BoundedQueue<Input>(capacity: 1)
-        let service = service, input = input, maxGroup = maxGroup
-        let reader = WorkerThread { Self.readGroups(from: input, service: service, maxGroup: maxGroup, into: groups) }
-        // If this side stops early (the output is gone), the reader stops at
-        // its next hand-over; it is not waited for, as it may be blocked in
-        // a read that only the end of the process ends.
-        defer { groups.close() }
-        var served = 0
-        while let input = groups.take() {
-            switch input {
-            case .group(let group):
-                try writeAll(service.respond(to: group))
-                served += group.count
-            case .failed(let why):
-                logger.error("cannot read requests: \(why)")
-                throw StoreError("input error")
-            }
-        }
-        reader.join()  // it closed the queue: it has returned or is returning
-        logger.info("end of input after \(served) requests")
-    }
-
-    /// The reading thread: reads, frames and decodes groups until EOF or a
-    /// read error, or until the answering side closes the queue.
-    private static func readGroups(from input: Int32, service: Service, maxGroup: Int, into groups: BoundedQueue<Input>) {
-        defer { groups.close() }
         var framer = LineFramer()
-        var chunk = [UInt8](repeating: 0, count: 4 << 20)  // about 19,000 refer lines: one read fills a group
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                groups.put(.failed(String(cString: strerror(errno))))
-                return
-            }
-            let eof = n == 0
-            if n > 0 { chunk.withUnsafeBytes { framer.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
-            // The lines are views of the framer's buffer: decoded, they are
-            // gone before it compacts, so it is not copied.
-            do {
-                let items = framer.drain(atEOF: eof)
-                var offset = 0
-                while offset < items.count {
-                    let group = items[offset..<min(offset + maxGroup, items.count)]
-                    // The next group is decoded once the last has been taken: two
-                    // groups in memory at most, the one committing and this one.
-                    guard groups.waitUntilEmpty(), groups.put(.group(service.decode(Array(group)))) else { return }
-                    offset += group.count
-                }
+        let chunk = 4 << 20  // about 19,000 refer lines: one read fills a group
+        var eof = false
+        var ahead: DecodeAhead?
+        defer { ahead?.stop() }
+
+        /// Reads once: if `waiting`, until something comes; otherwise only
+        /// what is there now. The framer compacts first: by now no group's
+        /// lines point into its buffer, so it does so in place.
+        func readMore(waiting: Bool) throws {
+            if !waiting {
+                var p = pollfd(fd: input, events: Int16(POLLIN), revents: 0)
+                guard poll(&p, 1, 0) > 0 else { return }
             }
             framer.compact()
-            if eof { return }
+            var n: Int
+            repeat { n = framer.fill(from: input, count: chunk) } while n < 0 && errno == EINTR
+            if n < 0 {
+                logger.error("cannot read requests: \(String(cString: strerror(errno)))")
+                throw StoreError("input error")
+            }
+            eof = n == 0
         }
+        /// The next group's lines, framed only now: the bytes not yet in a
+        /// group stay in the framer, all the input this loop holds.
+        func nextGroup() -> [LineFramer.Item] { framer.drain(atEOF: eof, max: maxGroup) }
+
+        var served = 0
+        var decodedAhead = false
+        reading: while true {
+            let group: Service.DecodedGroup
+            if decodedAhead, let ahead {
+                group = ahead.result()
+                decodedAhead = false
+            } else {
+                var lines = nextGroup()
+                while lines.isEmpty {
+                    if eof { break reading }
+                    try readMore(waiting: true)
+                    lines = nextGroup()
+                }
+                group = service.decode(lines)
+            }
+            // Lines that are already here (the rest of the last read, and
+            // whatever can be read without waiting) are decoded meanwhile.
+            if framer.pendingBytes < chunk && !eof { try readMore(waiting: false) }
+            let next = nextGroup()
+            if !next.isEmpty {
+                if ahead == nil { ahead = DecodeAhead(service) }
+                ahead?.submit(next)
+                decodedAhead = true
+            }
+            try writeAll(service.respond(to: group))
+            served += group.count
+        }
+        logger.info("end of input after \(served) requests")
     }
 
     private func writeAll(_ bytes: [UInt8]) throws {

@@ -60,6 +60,65 @@ struct BoundedQueueTests {
     }
 }
 
+/// PROTOCOL.md §1's framing, however the bytes arrive and however few lines
+/// are taken at a time (`whp serve` frames a group's worth at a time and
+/// compacts between reads).
+@Suite("Line framing")
+struct LineFramerTests {
+    enum Framed: Equatable { case line([UInt8]), tooLarge }
+
+    /// The rules, applied to the whole stream at once.
+    static func reference(_ stream: [UInt8], limit: Int) -> [Framed] {
+        var parts = stream.split(separator: 0x0a, omittingEmptySubsequences: false).map(Array.init)
+        if stream.last == 0x0a { parts.removeLast() }
+        return parts.compactMap { p in
+            let line = p.last == 0x0d ? Array(p.dropLast()) : p
+            if line.count > limit { return .tooLarge }
+            return line.isEmpty ? nil : .line(line)
+        }
+    }
+
+    @Test("random streams in random pieces, drained a few lines at a time: the lines the rules say, in order")
+    func randomStreams() {
+        var rng = SplitMix(19)
+        let limit = 64
+        for _ in 0..<300 {
+            var stream: [UInt8] = []
+            for _ in 0..<rng.int(0...40) {
+                let n = rng.pick([0, 1, 5, limit - 1, limit, limit + 1, limit + 2, 3 * limit, rng.int(0...200)])
+                stream += (0..<n).map { _ in UInt8(rng.pick([0x61, 0x62, 0x7b, 0x0d])) }
+                stream += rng.chance(0.3) ? [0x0d, 0x0a] : [0x0a]
+            }
+            if rng.chance(0.5) { stream += Array(repeating: 0x63, count: rng.int(1...150)) }  // an unterminated rest
+            var framer = LineFramer(limit: limit)
+            var got: [Framed] = []
+            func take(atEOF: Bool) {
+                while true {
+                    let items = framer.drain(atEOF: atEOF, max: rng.int(1...5))
+                    if items.isEmpty { break }
+                    for item in items {
+                        switch item {
+                        case .line(let l): got.append(.line(Array(l)))
+                        case .tooLarge: got.append(.tooLarge)
+                        }
+                    }
+                    if rng.chance(0.5) { framer.compact() }
+                }
+            }
+            var at = 0
+            while at < stream.count {
+                let n = min(rng.int(1...90), stream.count - at)
+                framer.append(Array(stream[at..<at + n]))
+                at += n
+                take(atEOF: false)
+                #expect(framer.pendingBytes <= limit + 2 + 90, "an over-long line is not held")
+            }
+            take(atEOF: true)
+            #expect(got == Self.reference(stream, limit: limit))
+        }
+    }
+}
+
 /// `whp serve` reads and decodes the next group on one thread while the
 /// group before it commits on another. What a client sees must not change:
 /// one answer per line, in order, each after its commit, however the lines
