@@ -44,7 +44,7 @@ public struct EvaluationExport {
             // rolls back, so no export_made is appended.
             if let minK {
                 let counter = KAnonymityCounter(precision: precision)
-                try tx.forEachReferralFact(.asReferred) { f in if f.status != .cancelled && !f.optedOut { counter.add(f) } }
+                try tx.forEachReferralFact(.asReferred) { f in if Evaluation.isExported(f) { counter.add(f) } }
                 let k = counter.finish()
                 if let kMin = k.kMin, kMin < minK {
                     throw AppFailure.failed(
@@ -82,8 +82,7 @@ public struct EvaluationExport {
                 try tx.forEachReferralFact(.asReferred) { f in
                     seen += 1
                     if f.optedOut && f.status != .cancelled { removed += 1 }
-                    // The rows `Evaluation.row` makes: neither cancelled nor opted out.
-                    if f.status != .cancelled && !f.optedOut { classes.add(f) }
+                    if Evaluation.isExported(f) { classes.add(f) }
                     batch.append(f)
                     if batch.count == RowStage.batchSize {
                         guard rows.queue.put(batch) else { throw RowStage.Stopped() }

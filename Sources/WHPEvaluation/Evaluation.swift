@@ -132,9 +132,14 @@ public enum CSV {
 }
 
 public enum Evaluation {
-    /// The export row of a referral, or nil if it is left out (cancelled, or its claimant opted out).
+    /// Whether a referral has a row in the export: not when it was cancelled,
+    /// nor when its claimant opted out (CLI.md, "The evaluation export";
+    /// RULES2 R6: the person, under either identifier).
+    public static func isExported(_ f: ReferralFacts) -> Bool { f.status != .cancelled && !f.optedOut }
+
+    /// The export row of a referral, or nil if it is left out (`isExported`).
     public static func row(_ f: ReferralFacts, config: TrialConfig, evaluationKey: Bytes32, precision: DatePrecision) -> EvaluationRow? {
-        if f.status == .cancelled || f.optedOut { return nil }
+        if !isExported(f) { return nil }
         let outcome: String
         var arm = ""
         switch f.status {
@@ -229,7 +234,7 @@ public final class EvaluationRowWriter {
     private func write(
         _ f: ReferralFacts, researchID rid: [UInt8]?, numbered: Bool, to out: inout [UInt8]
     ) -> (researchIDAt: Int, numberAt: Int)? {
-        if f.status == .cancelled || f.optedOut { return nil }
+        if !Evaluation.isExported(f) { return nil }
         let outcome: StaticString
         var arm: StaticString = ""
         switch f.status {
