@@ -73,34 +73,36 @@ public struct EvaluationExport {
             // class while `rows` makes the rows (research id, cells) and sorts
             // them; then this one merges the sorted rows while `output` hashes
             // and writes them.
-            let rows = RowStage(writer: writer, sorter: RowSorter(scratchDir: out + "/.sorting"))
+            let maker = RowMaker(writer: writer, sorter: RowSorter(scratchDir: out + "/.sorting"))
+            // Bounded: the reader is at most two batches ahead, whatever the trial's size.
+            let rows = WorkerStage<[ReferralFacts]>(capacity: 2) { try maker.add($0) }
             let classes = KAnonymityCounter(precision: precision)
             var seen = 0, removed = 0
             var batch: [ReferralFacts] = []
-            batch.reserveCapacity(RowStage.batchSize)
+            batch.reserveCapacity(RowMaker.batchSize)
             do {
                 try tx.forEachReferralFact(.asReferred) { f in
                     seen += 1
                     if f.optedOut && f.status != .cancelled { removed += 1 }
                     if Evaluation.isExported(f) { classes.add(f) }
                     batch.append(f)
-                    if batch.count == RowStage.batchSize {
-                        guard rows.queue.put(batch) else { throw RowStage.Stopped() }
+                    if batch.count == RowMaker.batchSize {
+                        guard rows.put(batch) else { throw StageStopped() }
                         batch.removeAll(keepingCapacity: true)
                     }
                     if progress && seen % 100_000 == 0 {
                         FileHandle.standardError.write(Data("\rwhp export: \(seen) referrals read".utf8))
                     }
                 }
-                if !batch.isEmpty { rows.queue.put(batch) }
-            } catch is RowStage.Stopped {
+                if !batch.isEmpty { rows.put(batch) }
+            } catch is StageStopped {
             } catch {
-                rows.queue.close()  // the store failed: the rows thread ends too
+                rows.abandon()  // the store failed: the rows thread ends too
                 throw error
             }
             try rows.finish()
-            let sorter = rows.sorter
-            let output = OutputStage(file: file)
+            let sorter = maker.sorter
+            let output = WorkerStage<[UInt8]>(capacity: 1) { try file.write($0) }
             var lastRID: [UInt8] = [], number = 0
             lastRID.reserveCapacity(32)
             do {
@@ -111,7 +113,7 @@ public struct EvaluationExport {
                         number = 0
                     }
                     number += 1
-                    let s = stored.startIndex, body = s + RowStage.header
+                    let s = stored.startIndex, body = s + RowMaker.header
                     let ridAt = body + BigEndian32.read(stored[s..<s + 4]), numberAt = body + BigEndian32.read(stored[(s + 4)..<(s + 8)])
                     buffer.append(contentsOf: stored[body..<ridAt])
                     writer.appendResearchID(raw: key, to: &buffer)
@@ -119,18 +121,18 @@ public struct EvaluationExport {
                     writer.appendReferralNumber(number, to: &buffer)
                     buffer.append(contentsOf: stored[numberAt...])
                     if buffer.count >= 1 << 20 {
-                        guard output.queue.put(buffer) else { throw RowStage.Stopped() }
+                        guard output.put(buffer) else { throw StageStopped() }
                         buffer.removeAll(keepingCapacity: true)
                     }
                 }
-                output.queue.put(buffer)
-            } catch is RowStage.Stopped {
+                output.put(buffer)
+            } catch is StageStopped {
             } catch {
-                output.queue.close()
+                output.abandon()
                 throw error
             }
             try output.finish()
-            let rowCount = rows.rows
+            let rowCount = maker.rows
             let dataHash = try file.finish()
             if progress { FileHandle.standardError.write(Data("\rwhp export: \(seen) referrals read, \(rowCount) rows\n".utf8)) }
             let kAnonymity = classes.finish()
@@ -169,90 +171,38 @@ public struct EvaluationExport {
     }
 }
 
-/// The export's second thread while the referrals are read: each batch of
-/// facts becomes rows, and each row goes to the sorter keyed by its research
-/// id. Everything here belongs
-/// to that thread until `finish` has returned; then to the caller.
-final class RowStage: @unchecked Sendable {
+/// What the export's second thread does with each batch of facts while the
+/// referrals are read: each row is made and goes to the sorter keyed by its
+/// research id. It belongs to that thread until the stage has finished.
+final class RowMaker {
     static let batchSize = 1024
     /// The row's first bytes: where its research id and its number go (two big-endian offsets).
     static let header = 8
-    /// Thrown out of a producer's loop when the other side has stopped; its error is in `finish`.
-    struct Stopped: Error {}
 
-    /// Bounded: the reader is at most a few batches ahead, whatever the trial's size.
-    let queue = BoundedQueue<[ReferralFacts]>(capacity: 2)
     let writer: EvaluationRowWriter
     let sorter: RowSorter
     private(set) var rows = 0
-    private var failure: (any Error)?
-    private var thread: WorkerThread?
+    private var row: [UInt8] = []
 
     init(writer: EvaluationRowWriter, sorter: RowSorter) {
         self.writer = writer; self.sorter = sorter
-        thread = WorkerThread { [self] in run() }
     }
 
-    /// No more batches: waits for the last row to be sorted; rethrows the sorter's error.
-    func finish() throws {
-        queue.close()
-        thread?.join()
-        if let failure { throw failure }
-    }
-
-    private func run() {
-        var row: [UInt8] = []
+    func add(_ batch: [ReferralFacts]) throws {
         let header = Self.header
-        while let batch = queue.take() {
-            for f in batch {
-                row.removeAll(keepingCapacity: true)
-                row.append(contentsOf: repeatElement(0, count: header))
-                guard let at = writer.appendUnnumbered(f, to: &row) else { continue }
-                // Each row's research id is computed afresh: rows come in stored
-                // order, so a person's referrals are rarely near each other, and a
-                // cache of recent persons cost more in hashing than the HMACs it
-                // spared (a 1,000,000-row profile: 7 % of the export, for no hits).
-                let rid = writer.rawResearchID(of: f.claimant)
-                BigEndian32.put(at.researchIDAt - header, into: &row, at: 0)
-                BigEndian32.put(at.numberAt - header, into: &row, at: 4)
-                rows += 1
-                do { try sorter.add(key: rid[...], row: row[...]) } catch {
-                    failure = error
-                    queue.close()  // the reader's next hand-over stops it
-                    return
-                }
-            }
-        }
-    }
-}
-
-/// The export's second thread while the sorted rows are merged: it hashes and
-/// writes each full buffer while the next one is filled.
-final class OutputStage: @unchecked Sendable {
-    let queue = BoundedQueue<[UInt8]>(capacity: 1)
-    private let file: HashingFile
-    private var failure: (any Error)?
-    private var thread: WorkerThread?
-
-    init(file: HashingFile) {
-        self.file = file
-        thread = WorkerThread { [self] in run() }
-    }
-
-    /// No more buffers: waits for the last to be written; rethrows a write's error.
-    func finish() throws {
-        queue.close()
-        thread?.join()
-        if let failure { throw failure }
-    }
-
-    private func run() {
-        while let bytes = queue.take() {
-            do { try file.write(bytes) } catch {
-                failure = error
-                queue.close()
-                return
-            }
+        for f in batch {
+            row.removeAll(keepingCapacity: true)
+            row.append(contentsOf: repeatElement(0, count: header))
+            guard let at = writer.appendUnnumbered(f, to: &row) else { continue }
+            // Each row's research id is computed afresh: rows come in stored
+            // order, so a person's referrals are rarely near each other, and a
+            // cache of recent persons cost more in hashing than the HMACs it
+            // spared (a 1,000,000-row profile: 7 % of the export, for no hits).
+            let rid = writer.rawResearchID(of: f.claimant)
+            BigEndian32.put(at.researchIDAt - header, into: &row, at: 0)
+            BigEndian32.put(at.numberAt - header, into: &row, at: 4)
+            rows += 1
+            try sorter.add(key: rid[...], row: row[...])
         }
     }
 }

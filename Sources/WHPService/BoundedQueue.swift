@@ -67,6 +67,52 @@ public final class BoundedQueue<Element>: @unchecked Sendable {
     }
 }
 
+/// Thrown by a producer out of its loop when a `WorkerStage`'s `put`
+/// returned false; the stage's own error comes from its `finish`.
+public struct StageStopped: Error { public init() {} }
+
+/// A helper thread that takes each element put in its bounded queue and
+/// hands it to `body`, in order. The first error `body` throws ends it and
+/// closes the queue, so the producer's next `put` returns false; `finish`
+/// waits for the last element and rethrows that error. What `body` uses
+/// belongs to the thread until `finish` has returned.
+public final class WorkerStage<Element>: @unchecked Sendable {
+    private let queue: BoundedQueue<Element>
+    private let body: (Element) throws -> Void
+    private var failure: (any Error)?
+    private var thread: WorkerThread?
+
+    public init(capacity: Int, _ body: @escaping (Element) throws -> Void) {
+        queue = BoundedQueue(capacity: capacity)
+        self.body = body
+        thread = WorkerThread { [self] in run() }
+    }
+
+    /// Queues an element, waiting while the queue is full; false once the stage has failed or finished.
+    @discardableResult
+    public func put(_ element: Element) -> Bool { queue.put(element) }
+
+    /// The producer failed: the stage ends after what is queued, without waiting for it.
+    public func abandon() { queue.close() }
+
+    /// No more elements: waits for the last to be handled; rethrows `body`'s error.
+    public func finish() throws {
+        queue.close()
+        thread?.join()
+        if let failure { throw failure }
+    }
+
+    private func run() {
+        while let element = queue.take() {
+            do { try body(element) } catch {
+                failure = error
+                queue.close()
+                return
+            }
+        }
+    }
+}
+
 /// Runs `body` on a thread of its own with a main-thread-sized stack (a
 /// hostile request must not find a smaller stack on a helper thread than
 /// on the main one); `join` waits for it to return.

@@ -60,6 +60,39 @@ struct BoundedQueueTests {
     }
 }
 
+/// The export's stages: a helper that handles each element in order, and
+/// whose first error stops its producer and comes back from `finish`.
+@Suite("A worker stage")
+struct WorkerStageTests {
+    struct Refused: Error, Equatable { let at: Int }
+
+    @Test("every element handled once, in order, by the time finish returns")
+    func inOrder() throws {
+        nonisolated(unsafe) var seen: [Int] = []
+        let stage = WorkerStage<Int>(capacity: 2) { seen.append($0) }
+        for i in 0..<5_000 { #expect(stage.put(i)) }
+        try stage.finish()
+        #expect(seen == Array(0..<5_000))
+    }
+
+    @Test("the first error ends the stage: later puts return false, nothing after it is handled, finish rethrows it")
+    func firstErrorStops() {
+        nonisolated(unsafe) var seen: [Int] = []
+        let stage = WorkerStage<Int>(capacity: 1) { i in
+            if i == 10 { throw Refused(at: i) }
+            seen.append(i)
+        }
+        var refusedAt: Int?
+        for i in 0..<1_000 where !stage.put(i) {
+            refusedAt = i
+            break
+        }
+        #expect(refusedAt != nil, "the producer is told to stop")
+        #expect(throws: Refused(at: 10)) { try stage.finish() }
+        #expect(seen == Array(0..<10), "nothing after the failing element")
+    }
+}
+
 /// PROTOCOL.md §1's framing, however the bytes arrive and however few lines
 /// are taken at a time (`whp serve` frames a group's worth at a time and
 /// compacts between reads).
@@ -125,6 +158,17 @@ struct LineFramerTests {
 /// fall into groups.
 @Suite("serve's reading thread", .serialized)
 struct ReadingThreadTests {
+    /// `whp serve` on the trial under a fixed clock, its pipes left to the test.
+    static func serve(_ trial: TrialFolder) -> Process {
+        let p = Process()
+        p.executableURL = WHPBinary.url
+        p.arguments = ["serve"] + trial.common
+        var env = ProcessInfo.processInfo.environment
+        env["WHP_LOG"] = "warning"; env["WHP_NOW"] = "2017-11-25T12:00:00Z"
+        p.environment = env
+        return p
+    }
+
     @Test("a file of more lines than one group: every line answered in order, bad lines among them, and all of it durable")
     func manyGroups() throws {
         let trial = try TrialFolder()
@@ -159,12 +203,7 @@ struct ReadingThreadTests {
 
         // A file, not a pipe: one read returns megabytes, so the lines fall
         // into groups of the largest size and the reader runs a group ahead.
-        let p = Process()
-        p.executableURL = WHPBinary.url
-        p.arguments = ["serve"] + trial.common
-        var env = ProcessInfo.processInfo.environment
-        env["WHP_LOG"] = "warning"; env["WHP_NOW"] = "2017-11-25T12:00:00Z"
-        p.environment = env
+        let p = Self.serve(trial)
         p.standardInput = try FileHandle(forReadingFrom: input)
         let out = Pipe()
         p.standardOutput = out
@@ -193,12 +232,7 @@ struct ReadingThreadTests {
         let trial = try TrialFolder()
         try #require(try trial.initialise(now: "2017-10-02T09:00:00Z", seedHex: Seeds.a).status == 0)
         ignoreSIGPIPE()
-        let p = Process()
-        p.executableURL = WHPBinary.url
-        p.arguments = ["serve"] + trial.common
-        var env = ProcessInfo.processInfo.environment
-        env["WHP_LOG"] = "warning"; env["WHP_NOW"] = "2017-11-25T12:00:00Z"
-        p.environment = env
+        let p = Self.serve(trial)
         let input = Pipe(), output = Pipe()
         p.standardInput = input
         p.standardOutput = output

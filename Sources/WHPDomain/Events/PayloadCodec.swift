@@ -134,7 +134,7 @@ public struct PayloadError: Error, Sendable, Equatable, CustomStringConvertible 
     public var description: String { key.map { "\($0): \(problem)" } ?? problem }
 }
 
-/// Builds a payload map in key order of insertion (the chain sorts it).
+/// Builds a payload's entries in order of insertion (`TrialEvent.sortedPairs` sorts them).
 struct PayloadBuilder {
     /// Each key at most once (checked in debug builds: a codec that set a
     /// key twice would store one value and could hash another).
