@@ -23,26 +23,35 @@ public enum Auditor {
             config: config, configHash: configHash, seed: seed,
             commitmentFile: commitment.map { PublishedCommitment(trialID: $0.trialID, commitment: $0.commitment, configHash: $0.configHash) })
         let rebuilt = try Store.scratch()
-        var count = 0, head = "", hashes: [Int: String] = [:]
+        var count = 0, hashes: [Int: String] = [:]
+        var head: [UInt8] = []
+        // The first event whose payload did not parse or decode as its type:
+        // the derived tables could not be rebuilt from it.
+        var unparsable: Int?
         // One snapshot for the log and the derived tables: a trial being served
         // while it is verified is judged as of one head. The verifier runs on
-        // this thread; the rebuild of the derived tables on a second one.
+        // this thread; the rebuild of the derived tables, from the events the
+        // verifier decoded, on a second one.
         let rebuild = ParallelRebuild(into: rebuilt)
         let (report0, diff) = try store.snapshot { snapshot in
-            var batch: [StoredEvent] = []
+            var batch: [ParallelRebuild.Item] = []
             batch.reserveCapacity(ParallelRebuild.batchSize)
-            try snapshot.forEachEvent { e in
-                verifier.consume(seq: e.seq, type: e.type, payloadText: e.payloadText, storedHash: e.hash)
-                count += 1; head = e.hash
-                if let checkpoint, e.seq == checkpoint.seq { hashes[e.seq] = e.hash }
-                batch.append(e)
+            try snapshot.forEachEventBytes { seq, type, payload, hash in
+                let event = verifier.consume(seq: seq, type: type, payloadText: payload, storedHash: hash)
+                count += 1
+                head.removeAll(keepingCapacity: true); head.append(contentsOf: hash)
+                if let checkpoint, seq == checkpoint.seq { hashes[seq] = String(decoding: hash, as: UTF8.self) }
+                guard let event else {
+                    if unparsable == nil { unparsable = seq }
+                    return
+                }
+                batch.append((event, seq))
                 if batch.count == ParallelRebuild.batchSize { rebuild.add(batch); batch.removeAll(keepingCapacity: true) }
             }
             rebuild.add(batch)
             try rebuild.finish()
-            return (verifier.finish(events: count, head: head), try snapshot.compareDerivedTables(with: rebuilt))
+            return (verifier.finish(events: count, head: String(decoding: head, as: UTF8.self)), try snapshot.compareDerivedTables(with: rebuilt))
         }
-        let unparsable = rebuild.unparsable
         var report = report0
         if let checkpoint { report.checks.append(checkpointCheck(checkpoint, trialID: config.trialID, found: hashes[checkpoint.seq], events: count)) }
         if let refused = rebuild.unprojectable, diff?.seq.map({ $0 < refused.seq }) != true {
@@ -138,19 +147,18 @@ public enum Auditor {
 }
 
 /// Replays the log into a scratch store's derived tables on a thread of its
-/// own, fed batches of stored events, so that `verify` uses both cores: the
-/// verifier (hashes, derivations, checks) on the reading thread, payload
-/// decoding and the projection's inserts here. The queue is bounded, so memory
-/// stays flat however long the log.
+/// own, fed batches of the events the verifier decoded, so that `verify`
+/// uses both cores: the verifier (payloads, hashes, derivations, checks) on
+/// the reading thread, the projection's inserts here. The queue is bounded,
+/// so memory stays flat however long the log.
 final class ParallelRebuild: @unchecked Sendable {
+    typealias Item = (event: TrialEvent, seq: Int)
     static let batchSize = 2048
 
     private let store: Store
-    private let queue = BoundedQueue<[StoredEvent]>(capacity: 8)
+    private let queue = BoundedQueue<[Item]>(capacity: 8)
     private var failure: (any Error)?
     private var thread: WorkerThread?
-    /// The first event whose payload did not parse (read after `finish`).
-    private(set) var unparsable: Int?
     /// The first event the derived tables refused, and why (read after `finish`).
     private(set) var unprojectable: (seq: Int, error: String)?
 
@@ -160,7 +168,7 @@ final class ParallelRebuild: @unchecked Sendable {
     }
 
     /// Queues a batch, waiting while the queue is full (dropped once the rebuild has failed).
-    func add(_ batch: [StoredEvent]) {
+    func add(_ batch: [Item]) {
         guard !batch.isEmpty else { return }
         queue.put(batch)
     }
@@ -173,21 +181,15 @@ final class ParallelRebuild: @unchecked Sendable {
     }
 
     private func run() {
-        var fields = PayloadFields()
         do {
             try store.rebuild { project in
                 while let batch = queue.take() {
-                    for e in batch {
-                        // `parse` accepts exactly what `PayloadJSON.decode` does, with the same fields.
-                        if fields.parse(e.payloadText), let event = try? TrialEvent.decode(type: e.type, fields) {
-                            // A forged log can hold events the tables cannot take (a referral
-                            // id referred twice breaks a unique key): that event is where the
-                            // rebuild, and so `derived_tables`, fails; the rest is still applied.
-                            do { try project(event, e.seq) } catch {
-                                if unprojectable == nil { unprojectable = (e.seq, "\(error)") }
-                            }
-                        } else if unparsable == nil {
-                            unparsable = e.seq
+                    for (event, seq) in batch {
+                        // A forged log can hold events the tables cannot take (a referral
+                        // id referred twice breaks a unique key): that event is where the
+                        // rebuild, and so `derived_tables`, fails; the rest is still applied.
+                        do { try project(event, seq) } catch {
+                            if unprojectable == nil { unprojectable = (seq, "\(error)") }
                         }
                     }
                 }

@@ -142,14 +142,15 @@ public struct AuditVerifier {
 
     /// Feeds the next stored event (payload as parsed from the store or bundle;
     /// nil if it did not parse).
-    public mutating func consume(seq: Int, type: String, payload: [String: String]?, storedHash: String) {
+    @discardableResult
+    public mutating func consume(seq: Int, type: String, payload: [String: String]?, storedHash: String) -> TrialEvent? {
         var h = storedHash
-        h.withUTF8 { hash in
+        return h.withUTF8 { hash in
             if let payload {
                 fields.set(payload)
-                consumeFields(seq: seq, type: type, parsed: true, storedHash: hash)
+                return consumeFields(seq: seq, type: type, parsed: true, storedHash: hash)
             } else {
-                consumeFields(seq: seq, type: type, parsed: false, storedHash: hash)
+                return consumeFields(seq: seq, type: type, parsed: false, storedHash: hash)
             }
         }
     }
@@ -157,17 +158,26 @@ public struct AuditVerifier {
     /// Feeds the next stored event as its stored payload text, without
     /// building a dictionary: the same checks and results as
     /// `consume(seq:type:payload: try? PayloadJSON.decode(text), storedHash:)`.
-    public mutating func consume(seq: Int, type: String, payloadText: UnsafeBufferPointer<UInt8>, storedHash: UnsafeBufferPointer<UInt8>) {
+    ///
+    /// Returns the event when its payload parses and decodes as its type,
+    /// whatever the checks make of it: exactly the events the derived tables
+    /// are rebuilt from, so `verify`'s rebuild takes them from here instead
+    /// of parsing every payload a second time.
+    @discardableResult
+    public mutating func consume(
+        seq: Int, type: String, payloadText: UnsafeBufferPointer<UInt8>, storedHash: UnsafeBufferPointer<UInt8>
+    ) -> TrialEvent? {
         let parsed = fields.parse(payloadText)
-        consumeFields(seq: seq, type: type, parsed: parsed, storedHash: storedHash)
+        return consumeFields(seq: seq, type: type, parsed: parsed, storedHash: storedHash)
     }
 
-    public mutating func consume(seq: Int, type: String, payloadText: String, storedHash: String) {
+    @discardableResult
+    public mutating func consume(seq: Int, type: String, payloadText: String, storedHash: String) -> TrialEvent? {
         var text = payloadText, hash = storedHash
-        text.withUTF8 { t in hash.withUTF8 { consume(seq: seq, type: type, payloadText: t, storedHash: $0) } }
+        return text.withUTF8 { t in hash.withUTF8 { consume(seq: seq, type: type, payloadText: t, storedHash: $0) } }
     }
 
-    private mutating func consumeFields(seq storedSeq: Int, type: String, parsed: Bool, storedHash: UnsafeBufferPointer<UInt8>) {
+    private mutating func consumeFields(seq storedSeq: Int, type: String, parsed: Bool, storedHash: UnsafeBufferPointer<UInt8>) -> TrialEvent? {
         // chain
         if storedSeq != expectedSeq {
             fail(
@@ -185,13 +195,13 @@ public struct AuditVerifier {
         guard parsed else {
             fail(.chain, seq, "event \(seq): payload is not a flat JSON object of strings")
             previousHash = Bytes32(hexUTF8: storedHash)
-            return
+            return nil
         }
         if seq == 1 {
             guard type == EventType.trialStarted.rawValue, let tid = fields.text(.trialID), let c = fields.bytes32(.commitment) else {
                 fail(.chain, 1, "event 1 is not a well-formed trial_started")
                 previousHash = Bytes32(hexUTF8: storedHash)
-                return
+                return EventType(rawValue: type).flatMap { try? TrialEvent.decode(type: $0, fields) }
             }
             previousHash = Derivation.genesis(trialID: tid, commitment: c)
             startedAs = (tid, c, fields.text(.configHash))
@@ -215,14 +225,15 @@ public struct AuditVerifier {
         }
         guard let eventType = EventType(rawValue: type) else {
             fail(.chain, seq, "event \(seq): unknown event type \(type)")
-            return
+            return nil
         }
         let event: TrialEvent
         do { event = try TrialEvent.decode(type: eventType, fields) } catch {
             malformed(eventType, seq, error)
-            return
+            return nil
         }
         apply(event, seq: seq)
+        return event
     }
 
     /// `h_n = H(h_{n−1} ‖ E_n)`, with `E_n` written from the payload's bytes in key order.

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A consistent view of the whole store, for `verify`: the log it streams and
 /// the derived tables it compares are read in one snapshot, so a trial that is
 /// being served while it is verified is judged as of one head.
@@ -10,6 +12,24 @@ public struct StoreSnapshot {
     }
 
     /// Streams the log in `seq` order without holding it in memory.
+    /// Streams the log in `seq` order as the store holds it, lending each
+    /// payload and hash as bytes valid only inside `body` (no string is made
+    /// per event; a type is made once per run of equal types).
+    public func forEachEventBytes(
+        _ body: (_ seq: Int, _ type: String, _ payload: UnsafeBufferPointer<UInt8>, _ hash: UnsafeBufferPointer<UInt8>) throws -> Void
+    ) throws {
+        var type: String?
+        let empty: [UInt8] = []
+        try empty.withUnsafeBufferPointer { none in
+            try s.stream("SELECT seq, type, payload, hash FROM events ORDER BY seq", []) { r in
+                let t = r.text(1, reusing: &type) ?? ""
+                try r.withBytes(2) { payload in
+                    try r.withBytes(3) { hash in try body(r.int(0) ?? 0, t, payload, hash) } ?? body(r.int(0) ?? 0, t, payload, none)
+                } ?? r.withBytes(3) { hash in try body(r.int(0) ?? 0, t, none, hash) } ?? body(r.int(0) ?? 0, t, none, none)
+            }
+        }
+    }
+
     public func forEachEvent(_ body: (StoredEvent) throws -> Void) throws {
         try s.stream("SELECT seq, type, payload, hash FROM events ORDER BY seq", []) { r in
             try body(StoredEvent(seq: r.int(0) ?? 0, type: r.text(1) ?? "", payloadText: r.text(2) ?? "", hash: r.text(3) ?? ""))
@@ -66,10 +86,11 @@ extension StoreSnapshot {
             case let (nil, b?):
                 blame(b.lastSeq); theirs.advance()
             case let (a?, b?):
-                if a.key == b.key {
-                    if a.values != b.values { blame(max(a.lastSeq ?? Int.min, b.lastSeq ?? Int.min)) }
+                let order = TablePager.order(mine.bytes(a.key), theirs.bytes(b.key))
+                if order == 0 {
+                    if !TablePager.equal(mine.bytes(a.values), theirs.bytes(b.values)) { blame(max(a.lastSeq ?? Int.min, b.lastSeq ?? Int.min)) }
                     mine.advance(); theirs.advance()
-                } else if TablePager.precedes(a.key, b.key) {
+                } else if order < 0 {
                     blame(a.lastSeq); mine.advance()
                 } else {
                     blame(b.lastSeq); theirs.advance()
@@ -80,18 +101,22 @@ extension StoreSnapshot {
 }
 
 /// One table read in primary-key order, a page at a time (keyset paging, so
-/// each page is an index range scan on either engine).
+/// each page is an index range scan on either engine). A page is one byte
+/// buffer: each row's key in an encoding whose byte order is the engines'
+/// key order, and its other columns as `SQLRow.appendValue` writes them, so
+/// rows are ordered and compared with `memcmp` and no value is made per cell.
 struct TablePager {
     struct Row {
-        var key: SQLValue
+        var key: Range<Int>
         var lastSeq: Int?
-        var values: [SQLValue]
+        var values: Range<Int>
     }
 
     let table: String
     let key: String
     let pageSize: Int
     private var page: [Row] = []
+    private var buffer: [UInt8] = []
     private var index = 0
     private var done = false
 
@@ -102,36 +127,62 @@ struct TablePager {
         self.table = table; self.key = key; self.pageSize = pageSize; self.read = read
     }
 
+    func bytes(_ r: Range<Int>) -> ArraySlice<UInt8> { buffer[r] }
+
     mutating func peek() throws -> Row? {
         if index < page.count { return page[index] }
         if done { return nil }
-        let after = page.last?.key
-        page = []
+        let after = page.last.map { TablePager.keyValue(buffer[$0.key]) }
+        // The page's arrays are reused: moved out, emptied, filled, moved back.
+        var fetched: [Row] = [], bytes: [UInt8] = []
+        swap(&fetched, &page); swap(&bytes, &buffer)
+        fetched.removeAll(keepingCapacity: true); bytes.removeAll(keepingCapacity: true)
         index = 0
         let sql = "SELECT \(key), last_seq, * FROM \(table)" + (after == nil ? "" : " WHERE \(key) > ?") + " ORDER BY \(key) LIMIT \(pageSize)"
-        var fetched: [Row] = []
         try read { s in
             try s.query(sql, after.map { [$0] } ?? []) { r in
-                var values: [SQLValue] = []
-                values.reserveCapacity(r.columnCount - 2)
-                for i in 2..<r.columnCount { values.append(r.value(i)) }
-                fetched.append(Row(key: r.value(0), lastSeq: r.int(1), values: values))
+                let k = bytes.count
+                TablePager.appendKey(r, to: &bytes)
+                let v = bytes.count
+                for i in 2..<r.columnCount { r.appendValue(i, to: &bytes) }
+                fetched.append(Row(key: k..<v, lastSeq: r.int(1), values: v..<bytes.count))
             }
         }
-        page = fetched
+        page = fetched; buffer = bytes
         if page.count < pageSize { done = true }
         return page.first
     }
 
     mutating func advance() { index += 1 }
 
-    /// Key order as both engines sort it: integers numerically, text bytewise.
-    static func precedes(_ a: SQLValue, _ b: SQLValue) -> Bool {
-        switch (a, b) {
-        case let (.int(x), .int(y)): x < y
-        case let (.text(x), .text(y)): x.utf8.lexicographicallyPrecedes(y.utf8)
-        case (.null, _): true
-        default: false
+    /// A key as bytes that sort as both engines sort keys: NULL, then integers
+    /// numerically, then text bytewise.
+    static func appendKey(_ r: any SQLRow, to bytes: inout [UInt8]) {
+        let start = bytes.count
+        r.appendValue(0, to: &bytes)
+        // A text's length would break byte order: the key keeps only its tag and bytes.
+        if bytes[start] == SQLValue.textTag { bytes.removeSubrange(start + 1..<start + 5) }
+    }
+
+    /// The key back as a value, to page after it.
+    static func keyValue(_ k: ArraySlice<UInt8>) -> SQLValue {
+        switch k.first {
+        case SQLValue.intTag?: .int(Int(Int64(bitPattern: k.dropFirst().reduce(UInt64(0)) { $0 << 8 | UInt64($1) } ^ (1 << 63))))
+        case SQLValue.textTag?: .text(String(decoding: k.dropFirst(), as: UTF8.self))
+        default: .null
         }
     }
+
+    /// Negative, zero or positive as `a` sorts before, with or after `b`.
+    static func order(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>) -> Int {
+        a.withUnsafeBufferPointer { x in
+            b.withUnsafeBufferPointer { y in
+                let n = min(x.count, y.count)
+                let c = n == 0 ? 0 : Int(memcmp(x.baseAddress!, y.baseAddress!, n))
+                return c != 0 ? c : x.count - y.count
+            }
+        }
+    }
+
+    static func equal(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>) -> Bool { order(a, b) == 0 }
 }

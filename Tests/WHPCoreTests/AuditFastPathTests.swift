@@ -199,7 +199,11 @@ extension TestRNG: RandomNumberGenerator {}
                 : nil)
         for e in log {
             if text {
-                v.consume(seq: e.seq, type: e.type, payloadText: e.payloadText, storedHash: e.hash)
+                // What verify's rebuild projects: the event exactly when its payload
+                // parses and decodes as its type, whatever the checks make of it.
+                let decoded = v.consume(seq: e.seq, type: e.type, payloadText: e.payloadText, storedHash: e.hash)
+                let expected = (try? PayloadJSON.decode(e.payloadText)).flatMap { try? TrialEvent.decode(type: e.type, $0) }
+                #expect(decoded == expected, "event \(e.seq) (\(e.type)): \(e.payloadText.prefix(200))")
             } else {
                 v.consume(seq: e.seq, type: e.type, payload: try? PayloadJSON.decode(e.payloadText), storedHash: e.hash)
             }
@@ -346,6 +350,23 @@ extension TestRNG: RandomNumberGenerator {}
             let failedNow = Set(text.checks.filter { !$0.ok }.map(\.name))
             #expect(failedBefore.isEmpty || !failedNow.isEmpty, "\(what): the reference fails \(failedBefore), now nothing fails")
         }
+    }
+
+    /// `verify` rebuilds the derived tables from the events `consume` hands
+    /// back, so a log whose first event is not its trial_started (the chain
+    /// fails there) still has that event projected, as when the rebuild
+    /// parsed every payload itself.
+    @Test func aFirstEventThatIsNotTheTrialStartIsStillHandedBack() {
+        var rng = TestRNG(14)
+        let g = Self.generators[0]
+        let log = g.log(&rng, referrals: 3)
+        var moved = log[1]
+        moved.seq = 1
+        var v = AuditVerifier(config: g.config, configHash: g.configHash, seed: g.seed, commitmentFile: nil)
+        let decoded = v.consume(seq: moved.seq, type: moved.type, payloadText: moved.payloadText, storedHash: moved.hash)
+        #expect(decoded != nil && decoded == (try? TrialEvent.decode(type: moved.type, PayloadJSON.decode(moved.payloadText))), "\(moved.type)")
+        let report = v.finish(events: 1, head: moved.hash)
+        #expect(report.checks.contains { $0.name == "chain" && !$0.ok })
     }
 
     @Test func hostileEditsAreNeverJudgedMoreLenientlyThanBefore() {
