@@ -291,13 +291,17 @@ final class PostgresSession: SQLSession {
 
     private func hold(_ sql: String, _ args: [SQLValue], keyed: Bool) throws {
         if let i = held.firstIndex(where: { $0.sql == sql }) {
-            if held[(i + 1)...].contains(where: { $0.touches(held[i]) }) {
+            if held[i].followedByATouch {
                 try sendHeld()
                 return try hold(sql, args, keyed: keyed)
             }
             held[i].add(args)
             if held[i].rows.count >= Self.rowsPerInsert { try sendHeld() }
         } else if var h = HeldRows(sql: sql, numbered: backend.numbered(sql), keyed: keyed) {
+            // Whether two statements touch depends on their texts alone, so it is
+            // judged once, as a statement is held, not again for each row (a
+            // gatekeeper run holds a hundred thousand rows under four statements).
+            for j in held.indices where h.touches(held[j]) { held[j].followedByATouch = true }
             h.add(args)
             held.append(h)
         } else {
@@ -323,7 +327,8 @@ final class PostgresSession: SQLSession {
     /// other's rows, and their order does not matter).
     private func sendHeld(before sql: String) throws {
         guard !held.isEmpty else { return }
-        guard let target = HeldRows.target(of: sql), !held.contains(where: { sql.contains($0.table) || $0.sql.contains(target) }) else {
+        guard let target = HeldRows.target(of: sql), !held.contains(where: { HeldRows.names(sql, $0.table) || HeldRows.names($0.sql, target) })
+        else {
             return try sendHeld()
         }
     }
@@ -506,8 +511,23 @@ struct HeldRows {
         return (columns, words[k + 1])
     }
 
+    /// Whether a statement held after this one touches it: this one's rows
+    /// must then go out before any more join them.
+    var followedByATouch = false
+
     /// Whether either statement names the table the other writes.
-    func touches(_ other: HeldRows) -> Bool { sql.contains(other.table) || other.sql.contains(table) }
+    func touches(_ other: HeldRows) -> Bool { Self.names(sql, other.table) || Self.names(other.sql, table) }
+
+    /// Whether `table` occurs in `sql`, compared as bytes (Foundation's
+    /// `contains` goes through a locale-aware search).
+    static func names(_ sql: String, _ table: String) -> Bool {
+        let text = Array(sql.utf8), name = Array(table.utf8)
+        guard !name.isEmpty, name.count <= text.count else { return name.isEmpty }
+        for start in 0...(text.count - name.count) where text[start] == name[0] {
+            if text[start..<start + name.count].elementsEqual(name) { return true }
+        }
+        return false
+    }
 
     mutating func add(_ args: [SQLValue]) {
         if keyed, let key = (shapeIsUpdate ? args.last : args.first) {
