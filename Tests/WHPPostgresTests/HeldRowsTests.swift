@@ -56,6 +56,41 @@ struct HeldRowsTests {
         #expect(rows == ["x 3 3"])
     }
 
+    /// Held updates join their rows to the table by its key's index: hash and
+    /// merge joins are turned off for the rest of the transaction that sends
+    /// them, and for that transaction only (a rollback undoes it too).
+    @Test("the index joins of held updates last exactly as long as their transaction, committed or rolled back")
+    func indexJoinsAreLocalToTheTransaction() throws {
+        try Self.scratch { backend in
+            func setting(_ s: any SQLSession) throws -> String {
+                try s.first("SELECT current_setting('enable_hashjoin') || current_setting('enable_mergejoin')") { $0.text(0) ?? "" } ?? ""
+            }
+            var during = "", plan = ""
+            try backend.transaction(.write, retry: false) { s in
+                let before = try setting(s)
+                #expect(before == "onon", "no held update yet")
+                try s.insertRow(Self.insert, [.text("x"), .text("0"), .int(0)])
+                try s.updateRow(Self.setBoth, [.text("1"), .int(1), .text("x")])
+                during = try setting(s)
+                try s.query("EXPLAIN UPDATE t SET n = v.n FROM (VALUES ('x', 5)) AS v(k, n) WHERE t.k = v.k", []) { plan += ($0.text(0) ?? "") + "\n" }
+            }
+            #expect(during == "offoff")
+            #expect(!plan.contains("Hash Join") && !plan.contains("Merge Join"), "\(plan)")
+            let later = try backend.transaction(.read, retry: false) { s in try setting(s) }
+            #expect(later == "onon", "a later transaction plans as usual")
+            struct Stop: Error {}
+            #expect(throws: (any Error).self) {
+                try backend.transaction(.write, retry: false) { s in
+                    try s.updateRow(Self.setN, [.int(2), .text("x")])
+                    _ = try setting(s)
+                    throw Stop()
+                }
+            }
+            let afterRollback = try backend.transaction(.write, retry: false) { s in try setting(s) }
+            #expect(afterRollback == "onon", "a rolled-back one is undone as well")
+        }
+    }
+
     @Test("a thousand and one rows, updates by key, upserts replacing upserts, nulls, and a query in between")
     func manyRows() throws {
         let rows = try Self.table { s in
