@@ -218,6 +218,8 @@ final class PostgresSession: SQLSession {
     private var held: [HeldRows] = []
     /// Most rows in one multi-row `INSERT`: well under the protocol's 65,535 bound values.
     static let rowsPerInsert = 1000
+    /// Most keys of one table's updates held at once (about 100 bytes each).
+    static let updatesHeld = 200_000
     /// Whether this transaction has asked for index joins (`sendHeld`).
     private var joinsByIndex = false
     /// Held updates go out as `UPDATE t … FROM (VALUES …) WHERE t.key = v.k`.
@@ -275,8 +277,8 @@ final class PostgresSession: SQLSession {
 
     /// Holds the row. The rows of each held statement go out later as one
     /// multi-row statement (`INSERT … VALUES (…), (…)`, or an `UPDATE … FROM
-    /// (VALUES …)`): before any query, before any other statement that
-    /// touches a held table, and before the commit. Held statements go out in
+    /// (VALUES …)`): before any query that names their table, before any
+    /// other statement that touches a held table, and before the commit. Held statements go out in
     /// the order they were first held, and a row joins its statement's rows
     /// only if no statement held after it touches the same tables; otherwise
     /// the held rows go out first. So every statement that could see a held
@@ -296,27 +298,41 @@ final class PostgresSession: SQLSession {
     }
 
     /// An `UPDATE t SET c = ?, … WHERE key = ?`: held like `insertRow`; a
-    /// later row for the same key replaces the held one (it sets the same
-    /// columns). A gatekeeper run's decisions go out as one statement per
-    /// thousand referrals instead of one each.
+    /// later row for the same key sets its columns on the held one, whether
+    /// it comes from this statement or another update of the same table by
+    /// the same key (`HeldRows.absorb`). A gatekeeper run's decisions and
+    /// allocations go out as one update per referral, a thousand referrals a
+    /// statement, instead of two updates each.
     func updateRow(_ sql: String, _ args: [SQLValue]) throws {
         try hold(sql, args, keyed: true)
     }
 
     private func hold(_ sql: String, _ args: [SQLValue], keyed: Bool) throws {
-        if let i = held.firstIndex(where: { $0.sql == sql }) {
+        if let i = held.firstIndex(where: { $0.holds(sql) }) {
             if held[i].followedByATouch {
                 try sendHeld()
                 return try hold(sql, args, keyed: keyed)
             }
-            held[i].add(args)
-            if held[i].rows.count >= Self.rowsPerInsert { try sendHeld() }
+            held[i].add(sql, args)
+            if held[i].isFull { try sendHeld(including: i) }
         } else if var h = HeldRows(sql: sql, numbered: backend.numbered(sql), keyed: keyed) {
+            // An update of a table whose updates are already held, by the same
+            // key, joins them: a later statement's columns set on the same key
+            // replace or add to the held ones, which is what running both would
+            // leave (each sets constants). Nothing held after them touches the
+            // table, so nothing can see the difference. A gatekeeper run's
+            // decision and allocation of one referral become one row version.
+            if h.isUpdate, let i = held.firstIndex(where: { $0.canAbsorb(h) }) {
+                held[i].absorb(h)
+                held[i].add(sql, args)
+                if held[i].isFull { try sendHeld(including: i) }
+                return
+            }
             // Whether two statements touch depends on their texts alone, so it is
             // judged once, as a statement is held, not again for each row (a
             // gatekeeper run holds a hundred thousand rows under four statements).
             for j in held.indices where h.touches(held[j]) { held[j].followedByATouch = true }
-            h.add(args)
+            h.add(sql, args)
             held.append(h)
         } else {
             try sendHeld()
@@ -327,35 +343,63 @@ final class PostgresSession: SQLSession {
 
     /// Sends every held row, each statement's as one multi-row statement.
     private func sendHeld() throws {
+        try sendHeld { _ in true }
+    }
+
+    /// Sends the held statements `pick` chooses, and any held before one of
+    /// them that touches it (so rows that could see each other keep their
+    /// order); the rest stay held, in order.
+    private func sendHeld(_ pick: (HeldRows) -> Bool) throws {
+        try sendHeld(chosen: held.map(pick))
+    }
+
+    private func sendHeld(chosen picked: [Bool]) throws {
         guard !held.isEmpty else { return }
-        let statements = held
-        held = []
+        var chosen = picked
+        var grew = true
+        while grew {
+            grew = false
+            for a in held.indices where !chosen[a] && held.indices.contains(where: { $0 > a && chosen[$0] && held[a].touches(held[$0]) }) {
+                chosen[a] = true; grew = true
+            }
+        }
+        let statements = held.indices.filter { chosen[$0] }.map { held[$0] }
+        held = held.indices.filter { !chosen[$0] }.map { held[$0] }
+        for a in held.indices { held[a].followedByATouch = held.indices.contains { $0 > a && held[$0].touches(held[a]) } }
         if !joinsByIndex, statements.contains(where: \.isUpdate) {
             joinsByIndex = true
             inFlight.append(send(Self.indexJoins, []))
         }
         for h in statements {
-            inFlight.append(send(prenumbered: h.statement(), h.rows.flatMap { $0 }))
+            for (sql, args) in h.statements() { inFlight.append(send(prenumbered: sql, args)) }
         }
         try settleOldest()
     }
 
-    /// Sends the held rows first unless `sql` names no held table and no
-    /// held statement names the table `sql` writes (then neither can see the
-    /// other's rows, and their order does not matter).
-    private func sendHeld(before sql: String) throws {
-        guard !held.isEmpty else { return }
-        guard let target = HeldRows.target(of: sql), !held.contains(where: { HeldRows.names(sql, $0.table) || HeldRows.names($0.sql, target) })
-        else {
-            return try sendHeld()
-        }
+    /// Sends the held statement at `index` (full), and what must go before it.
+    private func sendHeld(including index: Int) throws {
+        try sendHeld(chosen: held.indices.map { $0 == index })
     }
 
-    /// Sends the statement after everything in flight, waits for it, returns its rows.
+    /// Sends the held rows `sql` could see or change: the statements whose
+    /// table it names, and, when it writes, those that name its table (the
+    /// others cannot see its rows nor it theirs, so their order does not
+    /// matter). Any other statement sends everything first.
+    private func sendHeld(before sql: String) throws {
+        guard !held.isEmpty else { return }
+        let target = HeldRows.target(of: sql)
+        let reads = sql.hasPrefix("SELECT ")
+        guard target != nil || reads else { return try sendHeld() }
+        try sendHeld { h in HeldRows.names(sql, h.table) || target.map { h.names($0) } == true }
+    }
+
+    /// Sends the statement after everything in flight, waits for it, returns
+    /// its rows. A query goes after the held rows it could see; transaction
+    /// control after all of them.
     private func run(_ sql: String, _ args: [SQLValue]) throws -> PostgresQueryResult {
-        try sendHeld()
+        try sendHeld(before: sql)
         let result = send(sql, args)
-        try drain()
+        try settleAll()
         return try answer(result)
     }
 
@@ -391,6 +435,11 @@ final class PostgresSession: SQLSession {
     /// Sends the held rows, waits for every statement in flight; throws the first error.
     func drain() throws {
         try sendHeld()
+        try settleAll()
+    }
+
+    /// Waits for every statement in flight (rows still held stay held); throws the first error.
+    private func settleAll() throws {
         let pending = inFlight
         inFlight = []
         var first: (any Error)?
@@ -409,6 +458,7 @@ final class PostgresSession: SQLSession {
 
     /// Transaction control, always waited for.
     func execNow(_ sql: String) throws {
+        try sendHeld()
         _ = try run(sql, [])
     }
 
@@ -466,8 +516,16 @@ struct HeldRows {
     private let shape: Shape
     /// Upserts and updates: a later row of the same key replaces the held one.
     private let keyed: Bool
+    /// Inserts and upserts: each row's values, in placeholder order.
     private(set) var rows: [[SQLValue]] = []
     private var byKey: [SQLValue: Int] = [:]
+    /// Updates: every column a held statement sets, each key's value for
+    /// each (nil: not set), and each statement text held here with its
+    /// columns' places among them. Updates of one table by one key from
+    /// several statements are held together (`absorb`).
+    private var setColumns: [String] = []
+    private var updates: [(key: SQLValue, values: [SQLValue?])] = []
+    private var texts: [(sql: String, places: [Int])] = []
 
     /// The table a writing statement names first (`INSERT INTO t`, `UPDATE t`, `DELETE FROM t`).
     static func target(of sql: String) -> String? {
@@ -534,7 +592,10 @@ struct HeldRows {
     var followedByATouch = false
 
     /// Whether either statement names the table the other writes.
-    func touches(_ other: HeldRows) -> Bool { Self.names(sql, other.table) || Self.names(other.sql, table) }
+    func touches(_ other: HeldRows) -> Bool { names(other.table) || other.names(table) }
+
+    /// Whether any statement text held here names `table`.
+    func names(_ table: String) -> Bool { Self.names(sql, table) || texts.contains { Self.names($0.sql, table) } }
 
     /// Whether `table` occurs in `sql`, compared as bytes (Foundation's
     /// `contains` goes through a locale-aware search).
@@ -547,55 +608,141 @@ struct HeldRows {
         return false
     }
 
-    mutating func add(_ args: [SQLValue]) {
-        if keyed, let key = (shapeIsUpdate ? args.last : args.first) {
-            if let k = byKey[key] { rows[k] = args; return }
-            byKey[key] = rows.count
+    /// Held rows (updates: keys).
+    var count: Int { isUpdate ? updates.count : rows.count }
+
+    /// Inserts go out a thousand rows at a time. Updates are held until
+    /// something could see them, so that a later statement's update of the
+    /// same key joins the held row; a bound keeps memory flat all the same.
+    var isFull: Bool { count >= (isUpdate ? PostgresSession.updatesHeld : PostgresSession.rowsPerInsert) }
+
+    /// Whether rows of `sql` are held here.
+    func holds(_ sql: String) -> Bool { sql == self.sql || texts.contains { $0.sql == sql } }
+
+    /// Whether `other`, an update, can be held with this statement's rows:
+    /// an update of the same table by the same key, not followed by a
+    /// statement that touches it.
+    func canAbsorb(_ other: HeldRows) -> Bool {
+        guard case .update(_, let key) = shape, case .update(_, let otherKey) = other.shape else { return false }
+        return !followedByATouch && table == other.table && key == otherKey
+    }
+
+    /// Takes `other`'s statement text, and any column it sets that is new here.
+    mutating func absorb(_ other: HeldRows) {
+        guard case .update(let columns, _) = other.shape else { return }
+        var places: [Int] = []
+        for c in columns {
+            if let k = setColumns.firstIndex(of: c) {
+                places.append(k)
+            } else {
+                places.append(setColumns.count)
+                setColumns.append(c)
+            }
         }
-        rows.append(args)
+        texts.append((other.sql, places))
+    }
+
+    mutating func add(_ sql: String, _ args: [SQLValue]) {
+        guard case .update(let columns, _) = shape else {
+            if keyed, let key = args.first {
+                if let k = byKey[key] { rows[k] = args; return }
+                byKey[key] = rows.count
+            }
+            rows.append(args)
+            return
+        }
+        if texts.isEmpty {
+            setColumns = columns
+            texts = [(self.sql, Array(columns.indices))]
+        }
+        guard let places = texts.first(where: { $0.sql == sql })?.places, let key = args.last else { return }
+        let k: Int
+        if let found = byKey[key] {
+            k = found
+        } else {
+            k = updates.count
+            byKey[key] = k
+            updates.append((key, []))
+        }
+        if updates[k].values.count < setColumns.count {
+            updates[k].values += Array(repeating: nil, count: setColumns.count - updates[k].values.count)
+        }
+        for (i, place) in places.enumerated() { updates[k].values[place] = args[i] }
     }
 
     private var shapeIsUpdate: Bool { if case .update = shape { true } else { false } }
     /// Whether the held statement is an update (sent as a join with its rows).
     var isUpdate: Bool { shapeIsUpdate }
 
-    /// The multi-row statement, its placeholders numbered `$1…$n` across the rows.
-    func statement() -> String {
-        let perRow = rows.first?.count ?? 0
+    /// The multi-row statements and their values: one for inserts; for
+    /// updates, one per set of columns its keys set, a thousand keys at most.
+    func statements() -> [(sql: String, args: [SQLValue])] {
         switch shape {
-        case let .insert(head, row, tail):
-            var bytes = head
-            bytes.reserveCapacity(head.count + tail.count + rows.count * (row.count + perRow * 2))
-            for r in rows.indices {
-                if r > 0 { bytes.append(UInt8(ascii: ",")) }
-                // The row's own `$k` become `$(r·perRow + k)`.
-                var i = 0
-                while i < row.count {
-                    if row[i] == UInt8(ascii: "$") {
-                        var j = i + 1, k = 0
-                        while j < row.count, row[j] >= 48, row[j] <= 57 { k = k * 10 + Int(row[j] - 48); j += 1 }
-                        bytes.append(UInt8(ascii: "$"))
-                        bytes.append(contentsOf: String(r * perRow + k).utf8)
-                        i = j
-                    } else {
-                        bytes.append(row[i]); i += 1
+        case .insert: return [(statement(), rows.flatMap { $0 })]
+        case .update(_, let key):
+            var groups: [[Bool]: [Int]] = [:], order: [[Bool]] = []
+            for (k, u) in updates.enumerated() {
+                let set = setColumns.indices.map { $0 < u.values.count && u.values[$0] != nil }
+                if groups[set] == nil { order.append(set) }
+                groups[set, default: []].append(k)
+            }
+            var out: [(sql: String, args: [SQLValue])] = []
+            for set in order {
+                let columns = setColumns.indices.filter { set[$0] }
+                let keys = groups[set]!
+                for start in stride(from: 0, to: keys.count, by: PostgresSession.rowsPerInsert) {
+                    let chunk = keys[start..<min(start + PostgresSession.rowsPerInsert, keys.count)]
+                    var args: [SQLValue] = []
+                    args.reserveCapacity(chunk.count * (columns.count + 1))
+                    for k in chunk {
+                        for c in columns { args.append(updates[k].values[c]!) }
+                        args.append(updates[k].key)
                     }
+                    out.append((Self.update(table, columns.map { setColumns[$0] }, key: key, rows: chunk.count), args))
                 }
             }
-            bytes.append(contentsOf: tail)
-            return String(decoding: bytes, as: UTF8.self)
-        case let .update(columns, key):
-            // UPDATE t SET a = v.c1, … FROM (VALUES ($1, …), …) AS v(c1, …, k) WHERE t.key = v.k
-            var out = "UPDATE \(table) SET "
-            out += columns.enumerated().map { "\($0.element) = v.c\($0.offset + 1)" }.joined(separator: ", ")
-            out += " FROM (VALUES "
-            for r in rows.indices {
-                if r > 0 { out += ", " }
-                out += "(" + (1...perRow).map { "$\(r * perRow + $0)" }.joined(separator: ", ") + ")"
-            }
-            out += ") AS v(" + (1...columns.count).map { "c\($0)" }.joined(separator: ", ") + ", k) WHERE \(table).\(key) = v.k"
             return out
         }
+    }
+
+    /// UPDATE t SET a = v.c1, … FROM (VALUES ($1, …), …) AS v(c1, …, k) WHERE t.key = v.k
+    static func update(_ table: String, _ columns: [String], key: String, rows: Int) -> String {
+        let perRow = columns.count + 1
+        var out = "UPDATE \(table) SET "
+        out += columns.enumerated().map { "\($0.element) = v.c\($0.offset + 1)" }.joined(separator: ", ")
+        out += " FROM (VALUES "
+        for r in 0..<rows {
+            if r > 0 { out += ", " }
+            out += "(" + (1...perRow).map { "$\(r * perRow + $0)" }.joined(separator: ", ") + ")"
+        }
+        out += ") AS v(" + (1...columns.count).map { "c\($0)" }.joined(separator: ", ") + ", k) WHERE \(table).\(key) = v.k"
+        return out
+    }
+
+    /// An insert's multi-row statement, its placeholders numbered `$1…$n` across the rows.
+    private func statement() -> String {
+        guard case let .insert(head, row, tail) = shape else { return "" }
+        let perRow = rows.first?.count ?? 0
+        var bytes = head
+        bytes.reserveCapacity(head.count + tail.count + rows.count * (row.count + perRow * 2))
+        for r in rows.indices {
+            if r > 0 { bytes.append(UInt8(ascii: ",")) }
+            // The row's own `$k` become `$(r·perRow + k)`.
+            var i = 0
+            while i < row.count {
+                if row[i] == UInt8(ascii: "$") {
+                    var j = i + 1, k = 0
+                    while j < row.count, row[j] >= 48, row[j] <= 57 { k = k * 10 + Int(row[j] - 48); j += 1 }
+                    bytes.append(UInt8(ascii: "$"))
+                    bytes.append(contentsOf: String(r * perRow + k).utf8)
+                    i = j
+                } else {
+                    bytes.append(row[i]); i += 1
+                }
+            }
+        }
+        bytes.append(contentsOf: tail)
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

@@ -110,8 +110,10 @@ public protocol SQLSession: AnyObject {
     /// what running them all would.
     func upsertRow(_ sql: String, _ args: [SQLValue]) throws
     /// An `UPDATE t SET c = ?, … WHERE key = ?` (placeholders only, the key
-    /// last) whose result nobody reads: held like `insertRow`, a later row
-    /// for the same key replacing the held one (it sets the same columns).
+    /// last) whose result nobody reads: held like `insertRow`. A backend may
+    /// hold the updates of one table by one key together, whatever columns
+    /// each sets: a later one sets its columns on the held row, which leaves
+    /// what running them in order would, since each sets constants.
     func updateRow(_ sql: String, _ args: [SQLValue]) throws
 }
 

@@ -108,6 +108,31 @@ struct HeldRowsTests {
         #expect(rows.last == "u second 2")
     }
 
+    /// A gatekeeper run updates each referral twice, by two statements (its
+    /// decision, then its allocation), with other tables written and read in
+    /// between. Held together, the two become one new row version.
+    @Test("updates of one table by one key from two statements are one row version; other tables' reads and writes in between do not part them")
+    func updatesOfOneKeyJoin() throws {
+        var updated = -1, uRows = -1, seen = ""
+        let rows = try Self.table { s in
+            try s.exec("CREATE TABLE u(k TEXT PRIMARY KEY)", [])
+            try s.insertRow(Self.insert, [.text("x"), .text("0"), .int(0)])
+            try s.insertRow(Self.insert, [.text("y"), .text("0"), .int(0)])
+            try s.updateRow(Self.setBoth, [.text("1"), .int(1), .text("x")])
+            try s.updateRow(Self.setBoth, [.text("2"), .int(2), .text("y")])
+            try s.insertRow("INSERT INTO u(k) VALUES (?)", [.text("w")])
+            try s.query("SELECT COUNT(*) FROM u", []) { uRows = $0.int(0) ?? -1 }
+            try s.updateRow(Self.setN, [.int(5), .text("x")])
+            try s.updateRow(Self.setBoth, [.null, .int(6), .text("y")])
+            try s.query("SELECT a, n FROM t WHERE k = 'x'", []) { seen = "\($0.text(0) ?? "null") \($0.int(1) ?? -1)" }
+            try s.query("SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 't'", []) { updated = $0.int(0) ?? -1 }
+        }
+        #expect(uRows == 1, "a read of another table sees that table's held rows")
+        #expect(seen == "1 5", "a read of the table sees both updates")
+        #expect(updated == 2, "x and y were each updated once, not twice")
+        #expect(rows == ["x 1 5", "y null 6"])
+    }
+
     @Test("an exec naming a held table goes after the held rows")
     func execAfterHeldRows() throws {
         let rows = try Self.table { s in
