@@ -22,10 +22,10 @@ public struct StoreSnapshot {
         let empty: [UInt8] = []
         try empty.withUnsafeBufferPointer { none in
             try s.stream("SELECT seq, type, payload, hash FROM events ORDER BY seq", []) { r in
-                let t = r.text(1, reusing: &type) ?? ""
-                try r.withBytes(2) { payload in
-                    try r.withBytes(3) { hash in try body(r.int(0) ?? 0, t, payload, hash) } ?? body(r.int(0) ?? 0, t, payload, none)
-                } ?? r.withBytes(3) { hash in try body(r.int(0) ?? 0, t, none, hash) } ?? body(r.int(0) ?? 0, t, none, none)
+                // A NULL (which the schema forbids) is read as empty text, as `forEachEvent` reads it.
+                func lend(_ i: Int, _ f: (UnsafeBufferPointer<UInt8>) throws -> Void) throws { try r.withBytes(i, f) ?? f(none) }
+                let seq = r.int(0) ?? 0, t = r.text(1, reusing: &type) ?? ""
+                try lend(2) { payload in try lend(3) { hash in try body(seq, t, payload, hash) } }
             }
         }
     }
