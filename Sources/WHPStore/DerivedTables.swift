@@ -86,11 +86,10 @@ extension StoreSnapshot {
             case let (nil, b?):
                 blame(b.lastSeq); theirs.advance()
             case let (a?, b?):
-                let order = TablePager.order(mine.bytes(a.key), theirs.bytes(b.key))
-                if order == 0 {
-                    if !TablePager.equal(mine.bytes(a.values), theirs.bytes(b.values)) { blame(max(a.lastSeq ?? Int.min, b.lastSeq ?? Int.min)) }
+                if a.key == b.key {
+                    if a.values != b.values { blame(max(a.lastSeq ?? Int.min, b.lastSeq ?? Int.min)) }
                     mine.advance(); theirs.advance()
-                } else if order < 0 {
+                } else if TablePager.precedes(a.key, b.key) {
                     blame(a.lastSeq); mine.advance()
                 } else {
                     blame(b.lastSeq); theirs.advance()
@@ -101,22 +100,18 @@ extension StoreSnapshot {
 }
 
 /// One table read in primary-key order, a page at a time (keyset paging, so
-/// each page is an index range scan on either engine). A page is one byte
-/// buffer: each row's key in an encoding whose byte order is the engines'
-/// key order, and its other columns as `SQLRow.appendValue` writes them, so
-/// rows are ordered and compared with `memcmp` and no value is made per cell.
+/// each page is an index range scan on either engine).
 struct TablePager {
     struct Row {
-        var key: Range<Int>
+        var key: SQLValue
         var lastSeq: Int?
-        var values: Range<Int>
+        var values: [SQLValue]
     }
 
     let table: String
     let key: String
     let pageSize: Int
     private var page: [Row] = []
-    private var buffer: [UInt8] = []
     private var index = 0
     private var done = false
 
@@ -127,62 +122,36 @@ struct TablePager {
         self.table = table; self.key = key; self.pageSize = pageSize; self.read = read
     }
 
-    func bytes(_ r: Range<Int>) -> ArraySlice<UInt8> { buffer[r] }
-
     mutating func peek() throws -> Row? {
         if index < page.count { return page[index] }
         if done { return nil }
-        let after = page.last.map { TablePager.keyValue(buffer[$0.key]) }
-        // The page's arrays are reused: moved out, emptied, filled, moved back.
-        var fetched: [Row] = [], bytes: [UInt8] = []
-        swap(&fetched, &page); swap(&bytes, &buffer)
-        fetched.removeAll(keepingCapacity: true); bytes.removeAll(keepingCapacity: true)
+        let after = page.last?.key
+        page = []
         index = 0
         let sql = "SELECT \(key), last_seq, * FROM \(table)" + (after == nil ? "" : " WHERE \(key) > ?") + " ORDER BY \(key) LIMIT \(pageSize)"
+        var fetched: [Row] = []
         try read { s in
             try s.query(sql, after.map { [$0] } ?? []) { r in
-                let k = bytes.count
-                TablePager.appendKey(r, to: &bytes)
-                let v = bytes.count
-                for i in 2..<r.columnCount { r.appendValue(i, to: &bytes) }
-                fetched.append(Row(key: k..<v, lastSeq: r.int(1), values: v..<bytes.count))
+                var values: [SQLValue] = []
+                values.reserveCapacity(r.columnCount - 2)
+                for i in 2..<r.columnCount { values.append(r.value(i)) }
+                fetched.append(Row(key: r.value(0), lastSeq: r.int(1), values: values))
             }
         }
-        page = fetched; buffer = bytes
+        page = fetched
         if page.count < pageSize { done = true }
         return page.first
     }
 
     mutating func advance() { index += 1 }
 
-    /// A key as bytes that sort as both engines sort keys: NULL, then integers
-    /// numerically, then text bytewise.
-    static func appendKey(_ r: any SQLRow, to bytes: inout [UInt8]) {
-        let start = bytes.count
-        r.appendValue(0, to: &bytes)
-        // A text's length would break byte order: the key keeps only its tag and bytes.
-        if bytes[start] == SQLValue.textTag { bytes.removeSubrange(start + 1..<start + 5) }
-    }
-
-    /// The key back as a value, to page after it.
-    static func keyValue(_ k: ArraySlice<UInt8>) -> SQLValue {
-        switch k.first {
-        case SQLValue.intTag?: .int(Int(Int64(bitPattern: k.dropFirst().reduce(UInt64(0)) { $0 << 8 | UInt64($1) } ^ (1 << 63))))
-        case SQLValue.textTag?: .text(String(decoding: k.dropFirst(), as: UTF8.self))
-        default: .null
+    /// Key order as both engines sort it: integers numerically, text bytewise.
+    static func precedes(_ a: SQLValue, _ b: SQLValue) -> Bool {
+        switch (a, b) {
+        case let (.int(x), .int(y)): x < y
+        case let (.text(x), .text(y)): x.utf8.lexicographicallyPrecedes(y.utf8)
+        case (.null, _): true
+        default: false
         }
     }
-
-    /// Negative, zero or positive as `a` sorts before, with or after `b`.
-    static func order(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>) -> Int {
-        a.withUnsafeBufferPointer { x in
-            b.withUnsafeBufferPointer { y in
-                let n = min(x.count, y.count)
-                let c = n == 0 ? 0 : Int(memcmp(x.baseAddress!, y.baseAddress!, n))
-                return c != 0 ? c : x.count - y.count
-            }
-        }
-    }
-
-    static func equal(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>) -> Bool { order(a, b) == 0 }
 }

@@ -15,31 +15,6 @@ public enum SQLValue: Sendable, Hashable {
 
     public init(_ s: String?) { self = s.map(SQLValue.text) ?? .null }
     public init(_ i: Int?) { self = i.map(SQLValue.int) ?? .null }
-
-    /// The value's bytes for `SQLRow.appendValue`: equal values, equal bytes.
-    func append(to buffer: inout [UInt8]) {
-        switch self {
-        case .null: buffer.append(SQLValue.nullTag)
-        case .int(let v): SQLValue.appendInt(v, to: &buffer)
-        case .text(var t): t.withUTF8 { SQLValue.appendText($0, to: &buffer) }
-        }
-    }
-
-    static let nullTag: UInt8 = 0, intTag: UInt8 = 1, textTag: UInt8 = 2
-
-    static func appendInt(_ v: Int, to buffer: inout [UInt8]) {
-        buffer.append(intTag)
-        // Big-endian with the sign bit flipped: the bytes sort as the numbers do.
-        let u = UInt64(bitPattern: Int64(v)) ^ (1 << 63)
-        for shift in stride(from: 56, through: 0, by: -8) { buffer.append(UInt8(truncatingIfNeeded: u >> UInt64(shift))) }
-    }
-
-    static func appendText(_ bytes: UnsafeBufferPointer<UInt8>, to buffer: inout [UInt8]) {
-        buffer.append(textTag)
-        let n = UInt32(truncatingIfNeeded: bytes.count)
-        for shift in stride(from: 24, through: 0, by: -8) { buffer.append(UInt8(truncatingIfNeeded: n >> UInt32(shift))) }
-        buffer.append(contentsOf: bytes)
-    }
 }
 
 /// One result row, valid only inside the callback that receives it (SQLite
@@ -58,10 +33,6 @@ public protocol SQLRow {
     /// SQLite lends its own buffer, so `verify` reads a million payloads and
     /// hashes without making a string of any.
     func withBytes<T>(_ i: Int, _ body: (UnsafeBufferPointer<UInt8>) throws -> T) rethrows -> T?
-    /// Appends the column to `buffer` so that two columns append the same
-    /// bytes exactly when their values are equal (a tag, then an integer's
-    /// 8 bytes or a text's length and bytes): `verify` compares rows as bytes.
-    func appendValue(_ i: Int, to buffer: inout [UInt8])
 }
 
 extension SQLRow {
@@ -69,8 +40,6 @@ extension SQLRow {
         guard var t = text(i) else { return nil }
         return try t.withUTF8(body)
     }
-
-    public func appendValue(_ i: Int, to buffer: inout [UInt8]) { value(i).append(to: &buffer) }
 
     public func text(_ i: Int, reusing known: inout String?) -> String? {
         let t = text(i)

@@ -225,21 +225,6 @@ struct RawStatement: SQLRow {
         return try body(UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(stmt, Int32(i)))))
     }
 
-    func appendValue(_ i: Int, to buffer: inout [UInt8]) {
-        switch sqlite3_column_type(stmt, Int32(i)) {
-        case SQLITE_NULL: buffer.append(SQLValue.nullTag)
-        case SQLITE_INTEGER: SQLValue.appendInt(Int(sqlite3_column_int64(stmt, Int32(i))), to: &buffer)
-        default:
-            // As `value(_:)` reads it: the column's text (a REAL or BLOB a forged store
-            // holds is compared in its text form, as before).
-            if let p = sqlite3_column_text(stmt, Int32(i)) {
-                SQLValue.appendText(UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(stmt, Int32(i)))), to: &buffer)
-            } else {
-                buffer.append(SQLValue.nullTag)
-            }
-        }
-    }
-
     func value(_ i: Int) -> SQLValue {
         switch sqlite3_column_type(stmt, Int32(i)) {
         case SQLITE_NULL: .null
