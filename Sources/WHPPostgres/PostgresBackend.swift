@@ -313,7 +313,7 @@ final class PostgresSession: SQLSession {
                 try sendHeld()
                 return try hold(sql, args, keyed: keyed)
             }
-            held[i].add(sql, args)
+            try held[i].add(sql, args)
             if held[i].isFull { try sendHeld(including: i) }
         } else if var h = HeldRows(sql: sql, numbered: backend.numbered(sql), keyed: keyed) {
             // An update of a table whose updates are already held, by the same
@@ -324,7 +324,7 @@ final class PostgresSession: SQLSession {
             // decision and allocation of one referral become one row version.
             if h.isUpdate, let i = held.firstIndex(where: { $0.canAbsorb(h) }) {
                 held[i].absorb(h)
-                held[i].add(sql, args)
+                try held[i].add(sql, args)
                 if held[i].isFull { try sendHeld(including: i) }
                 return
             }
@@ -332,7 +332,7 @@ final class PostgresSession: SQLSession {
             // judged once, as a statement is held, not again for each row (a
             // gatekeeper run holds a hundred thousand rows under four statements).
             for j in held.indices where h.touches(held[j]) { held[j].followedByATouch = true }
-            h.add(sql, args)
+            try h.add(sql, args)
             held.append(h)
         } else {
             try sendHeld()
@@ -642,7 +642,7 @@ struct HeldRows {
         texts.append((other.sql, places))
     }
 
-    mutating func add(_ sql: String, _ args: [SQLValue]) {
+    mutating func add(_ sql: String, _ args: [SQLValue]) throws {
         guard case .update(let columns, _) = shape else {
             if keyed, let key = args.first {
                 if let k = byKey[key] { rows[k] = args; return }
@@ -655,7 +655,10 @@ struct HeldRows {
             setColumns = columns
             texts = [(self.sql, Array(columns.indices))]
         }
-        guard let places = texts.first(where: { $0.sql == sql })?.places, let key = args.last else { return }
+        // Never dropped quietly: a row this statement cannot place fails its transaction.
+        guard let places = texts.first(where: { $0.sql == sql })?.places, let key = args.last, args.count == places.count + 1 else {
+            throw StoreError("internal: an update held with the wrong statement or values (\(sql.prefix(60)))")
+        }
         let k: Int
         if let found = byKey[key] {
             k = found
