@@ -278,8 +278,9 @@ final class PostgresSession: SQLSession {
     /// Holds the row. The rows of each held statement go out later as one
     /// multi-row statement (`INSERT … VALUES (…), (…)`, or an `UPDATE … FROM
     /// (VALUES …)`): before any query that names their table, before any
-    /// other statement that touches a held table, and before the commit. Held statements go out in
-    /// the order they were first held, and a row joins its statement's rows
+    /// other statement that touches a held table, and before the commit.
+    /// Held statements go out in the order they were first held, and a row
+    /// joins its statement's rows
     /// only if no statement held after it touches the same tables; otherwise
     /// the held rows go out first. So every statement that could see a held
     /// row still runs after it, and rows of one table keep their order. A
@@ -547,6 +548,8 @@ struct HeldRows {
             guard let (columns, key) = Self.updateShape(numbered) else { return nil }
             shape = .update(columns: columns, key: key)
             self.keyed = true
+            setColumns = columns
+            texts = [(sql, Array(columns.indices))]
             return
         }
         let u = Array(numbered.utf8)
@@ -643,17 +646,13 @@ struct HeldRows {
     }
 
     mutating func add(_ sql: String, _ args: [SQLValue]) throws {
-        guard case .update(let columns, _) = shape else {
+        guard isUpdate else {
             if keyed, let key = args.first {
                 if let k = byKey[key] { rows[k] = args; return }
                 byKey[key] = rows.count
             }
             rows.append(args)
             return
-        }
-        if texts.isEmpty {
-            setColumns = columns
-            texts = [(self.sql, Array(columns.indices))]
         }
         // Never dropped quietly: a row this statement cannot place fails its transaction.
         guard let places = texts.first(where: { $0.sql == sql })?.places, let key = args.last, args.count == places.count + 1 else {
@@ -673,9 +672,8 @@ struct HeldRows {
         for (i, place) in places.enumerated() { updates[k].values[place] = args[i] }
     }
 
-    private var shapeIsUpdate: Bool { if case .update = shape { true } else { false } }
     /// Whether the held statement is an update (sent as a join with its rows).
-    var isUpdate: Bool { shapeIsUpdate }
+    var isUpdate: Bool { if case .update = shape { true } else { false } }
 
     /// The multi-row statements and their values: one for inserts; for
     /// updates, one per set of columns its keys set, a thousand keys at most.

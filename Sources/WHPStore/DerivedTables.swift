@@ -1,5 +1,3 @@
-import Foundation
-
 /// A consistent view of the whole store, for `verify`: the log it streams and
 /// the derived tables it compares are read in one snapshot, so a trial that is
 /// being served while it is verified is judged as of one head.
@@ -11,7 +9,6 @@ public struct StoreSnapshot {
         try s.first("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1") { r in (r.int(0) ?? 0, r.text(1) ?? "") }
     }
 
-    /// Streams the log in `seq` order without holding it in memory.
     /// Streams the log in `seq` order as the store holds it, lending each
     /// payload and hash as bytes valid only inside `body` (no string is made
     /// per event; a type is made once per run of equal types).
@@ -30,9 +27,10 @@ public struct StoreSnapshot {
         }
     }
 
+    /// Streams the log in `seq` order without holding it in memory.
     public func forEachEvent(_ body: (StoredEvent) throws -> Void) throws {
-        try s.stream("SELECT seq, type, payload, hash FROM events ORDER BY seq", []) { r in
-            try body(StoredEvent(seq: r.int(0) ?? 0, type: r.text(1) ?? "", payloadText: r.text(2) ?? "", hash: r.text(3) ?? ""))
+        try forEachEventBytes { seq, type, payload, hash in
+            try body(StoredEvent(seq: seq, type: type, payloadText: String(decoding: payload, as: UTF8.self), hash: String(decoding: hash, as: UTF8.self)))
         }
     }
 }

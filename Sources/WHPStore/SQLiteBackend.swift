@@ -198,28 +198,29 @@ struct RawStatement: SQLRow {
 
     var columnCount: Int { Int(sqlite3_column_count(stmt)) }
 
-    /// The column's bytes, all of them: a text that holds a NUL (which only a
-    /// tampered store can) is read whole rather than cut at the NUL.
     func text(_ i: Int) -> String? {
-        guard let p = sqlite3_column_text(stmt, Int32(i)) else { return nil }
-        let n = Int(sqlite3_column_bytes(stmt, Int32(i)))
-        return String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
+        withBytes(i) { String(decoding: $0, as: UTF8.self) }
     }
 
     func text(_ i: Int, reusing known: inout String?) -> String? {
-        guard let p = sqlite3_column_text(stmt, Int32(i)) else { return nil }
-        let n = Int(sqlite3_column_bytes(stmt, Int32(i)))
-        let same = known?.utf8.withContiguousStorageIfAvailable { k in k.count == n && (n == 0 || memcmp(k.baseAddress!, p, n) == 0) }
-        if same == true { return known }
-        let t = String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
-        known = t
-        return t
+        let old = known
+        return withBytes(i) { b in
+            let same = old?.utf8.withContiguousStorageIfAvailable { k in
+                k.count == b.count && (b.isEmpty || memcmp(k.baseAddress!, b.baseAddress!, b.count) == 0)
+            }
+            if same == true { return old! }
+            let t = String(decoding: b, as: UTF8.self)
+            known = t
+            return t
+        }
     }
 
     func int(_ i: Int) -> Int? {
         sqlite3_column_type(stmt, Int32(i)) == SQLITE_NULL ? nil : Int(sqlite3_column_int64(stmt, Int32(i)))
     }
 
+    /// The column's bytes, all of them: a text that holds a NUL (which only a
+    /// tampered store can) is read whole rather than cut at the NUL.
     func withBytes<T>(_ i: Int, _ body: (UnsafeBufferPointer<UInt8>) throws -> T) rethrows -> T? {
         guard let p = sqlite3_column_text(stmt, Int32(i)) else { return nil }
         return try body(UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(stmt, Int32(i)))))
